@@ -1,0 +1,6 @@
+"""Example: sweep an analytic building-energy model over thousands of designs with scythe_oo.
+
+Start with ``__main__.py`` (how a run is launched), then ``experiment.py`` (how a
+simulation is wrapped as an Experiment). ``model.py`` is the physics and knows
+nothing about scythe_oo.
+"""

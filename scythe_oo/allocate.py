@@ -1,0 +1,341 @@
+"""allocate: from a list of specs to a running, versioned run folder.
+
+Order matters here. Everything that can be checked is checked before the first byte is
+written (every spec, every local file), so a mistake costs nothing; then the run folder is
+claimed, input files are uploaded once each, the tables and YAML files are written, and only
+then is the root node handed to the engine. The caller's spec objects are never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pyarrow as pa
+import yaml
+from pydantic import TypeAdapter, ValidationError
+
+from scythe_oo.collector import SPEC_COLUMN
+from scythe_oo.engine.base import RunPlan
+from scythe_oo.errors import SpecValidationError
+from scythe_oo.layout import SemVer, claim_run_folder, resolve_version
+from scythe_oo.manifest import Manifest, utc_now
+from scythe_oo.node import ROOT, NodeJob, fail_run
+from scythe_oo.schema import INDEX_PREFIX, FieldKind, scalar_columns
+from scythe_oo.spec import ExperimentInputSpec, FileReference
+from scythe_oo.strategies import resolve_engine, resolve_recursion, resolve_store
+from scythe_oo.tables import write_table
+
+if TYPE_CHECKING:
+    from scythe_oo.engine.base import Engine
+    from scythe_oo.experiment import Experiment
+    from scythe_oo.recursion import RecursionPolicy
+    from scythe_oo.run import ExperimentRun
+    from scythe_oo.store.base import ArtifactStore
+
+MAX_LISTED_ERRORS = 20
+
+
+@attrs.frozen
+class LocalFile:
+    """A local input file, identified by its content so a changed file is never mistaken."""
+
+    path: Path
+    digest: str
+
+
+def allocate_run(
+    cls: type[Experiment[Any, Any]],
+    specs: Any,
+    *,
+    version: str | SemVer | None,
+    store: ArtifactStore | None,
+    engine: Engine | None,
+    recursion: RecursionPolicy | None,
+) -> ExperimentRun:
+    from scythe_oo.run import ExperimentRun
+
+    one_off = isinstance(specs, ExperimentInputSpec)
+    items = [specs] if one_off else _as_list(cls, specs)
+    validated = validate_specs(cls, items)
+    files = check_local_files(cls, validated)
+    computed = _computed_features(cls, validated)
+
+    store = resolve_store(cls, store)
+    engine = resolve_engine(cls, engine)
+    recursion = resolve_recursion(cls, recursion)
+    semver = resolve_version(store, cls.name, version, cls.version_policy)
+    run_id = str(uuid.uuid4())
+    manifest = Manifest(
+        experiment_id="",
+        experiment_name=cls.name,
+        experiment_class=f"{cls.__module__}:{cls.__qualname__}",
+        version=str(semver),
+        created_at=utc_now(),
+        io_spec="",
+        input_artifacts="",
+        specs_uri="",
+        workflow_run_id=run_id,
+        engine=engine.describe(),
+        store=store.describe(),
+        recursion={"factor": recursion.factor, "max_depth": recursion.max_depth},
+        n_specs=len(validated),
+        one_off=one_off,
+    )
+    layout = claim_run_folder(store, cls.name, semver, manifest.to_yaml())
+    try:
+        uploaded = _upload_inputs(store, layout, files)
+        table = build_specs_table(cls, validated, computed, layout.experiment_id, run_id, uploaded)
+        write_table(store, layout.specs, table)
+        store.put_bytes(
+            layout.io_spec, yaml.safe_dump(cls.schema.io_spec(), sort_keys=False).encode()
+        )
+        store.put_bytes(layout.input_artifacts, _input_artifacts_yaml(uploaded, files))
+        manifest = manifest.evolve(
+            experiment_id=layout.experiment_id,
+            io_spec=store.uri(layout.io_spec),
+            input_artifacts=store.uri(layout.input_artifacts),
+            specs_uri=store.uri(layout.specs),
+            status="queued",
+        )
+        store.put_bytes(layout.manifest, manifest.to_yaml())
+        root = NodeJob(
+            experiment=cls.name,
+            experiment_id=layout.experiment_id,
+            node=ROOT,
+            factor=recursion.factor,
+            max_depth=0 if one_off else recursion.max_depth,
+        )
+        plan = RunPlan(
+            experiment=cls, layout=layout, store=store, root=root, n_specs=len(validated)
+        )
+        handle = engine.submit(plan)
+    except BaseException as exc:
+        fail_run(store, layout, f"allocate failed: {type(exc).__name__}: {exc}")
+        raise
+    return ExperimentRun(store=store, layout=layout, experiment=cls, handle=handle)
+
+
+def _as_list(cls: type[Experiment[Any, Any]], specs: Any) -> list[Any]:
+    if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
+        raise SpecValidationError(
+            f"{cls.name}.allocate expects a {cls.schema.input_type.__name__} or a sequence of "
+            f"them, got {type(specs).__name__}."
+        )
+    items = list(specs)
+    if not items:
+        raise SpecValidationError(
+            f"{cls.name}.allocate got zero specs; pass at least one "
+            f"{cls.schema.input_type.__name__}."
+        )
+    return items
+
+
+def validate_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> list[Any]:
+    """Validated copies of ``items``; one error lists every bad position."""
+    input_type = cls.schema.input_type
+    computed = set(input_type.model_computed_fields)
+    problems: list[str] = []
+    validated: list[Any] = []
+    for position, item in enumerate(items):
+        if isinstance(item, ExperimentInputSpec) and not isinstance(item, input_type):
+            problems.append(
+                f"spec #{position}: is a {type(item).__name__}, but {cls.name} takes "
+                f"{input_type.__name__}; allocate it with the experiment it belongs to."
+            )
+            continue
+        try:
+            data = item.model_dump(exclude=computed) if isinstance(item, input_type) else item
+            validated.append(input_type.model_validate(data))
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(map(str, error["loc"])) or "<spec>"
+                problems.append(
+                    f"spec #{position}: field {where!r}: {error['msg']} "
+                    f"(got {error.get('input')!r:.80})"
+                )
+    if problems:
+        listed = problems[:MAX_LISTED_ERRORS]
+        more = len(problems) - len(listed)
+        raise SpecValidationError(
+            f"{cls.name}.allocate: {len(problems)} problem(s) in the specs; nothing was written. "
+            "Fix these and allocate again:\n  "
+            + "\n  ".join(listed)
+            + (f"\n  ... and {more} more" if more else "")
+        )
+    return validated
+
+
+def _local_paths(cls: type[Experiment[Any, Any]], spec: Any) -> Iterable[tuple[str, Path]]:
+    for plan in cls.schema.file_inputs:
+        value = getattr(spec, plan.name)
+        values = value if plan.kind is FieldKind.FILE_LIST else [value]
+        for v in values or ():
+            if isinstance(v, Path):
+                yield plan.name, v
+
+
+def check_local_files(
+    cls: type[Experiment[Any, Any]], specs: Sequence[Any]
+) -> dict[str, dict[Path, LocalFile]]:
+    """Every local input file, checked to exist and hashed, per field; nothing uploaded yet."""
+    problems: list[str] = []
+    files: dict[str, dict[Path, LocalFile]] = {}
+    by_name: dict[tuple[str, str], LocalFile] = {}
+    for position, spec in enumerate(specs):
+        for field, raw in _local_paths(cls, spec):
+            path = raw.expanduser().resolve()
+            known = files.setdefault(field, {})
+            if path in known:
+                continue
+            if not path.is_file():
+                problems.append(
+                    f"spec #{position}: field {field!r}: local file {raw} does not exist "
+                    f"(resolved to {path}); fix the path or pass an s3:// or https:// URI."
+                )
+                continue
+            local = LocalFile(path, _sha256(path))
+            other = by_name.get((field, path.name))
+            if other is not None and other.digest != local.digest:
+                problems.append(
+                    f"spec #{position}: field {field!r}: {path} and {other.path} are different "
+                    f"files with the same name {path.name!r}; they would overwrite each other "
+                    "in the run folder. Rename one of them."
+                )
+                continue
+            by_name[(field, path.name)] = local
+            known[path] = local
+    if problems:
+        raise SpecValidationError(
+            f"{cls.name}.allocate: {len(problems)} problem(s) with local input files; nothing "
+            "was written:\n  " + "\n  ".join(problems[:MAX_LISTED_ERRORS])
+        )
+    return files
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _computed_features(
+    cls: type[Experiment[Any, Any]], specs: Sequence[Any]
+) -> list[dict[str, Any]]:
+    features = [dict(spec.computed_features) for spec in specs]
+    expected = list(features[0]) if features else []
+    reserved = set(INDEX_PREFIX) | {p.name for p in cls.schema.inputs}
+    clash = sorted(set(expected) & reserved)
+    if clash:
+        raise SpecValidationError(
+            f"{cls.name}: computed feature(s) {clash} reuse input field names; rename them."
+        )
+    for position, row in enumerate(features):
+        if list(row) != expected:
+            raise SpecValidationError(
+                f"spec #{position}: computed_features gives keys {list(row)} but spec #0 gives "
+                f"{expected}; every spec must produce the same keys in the same order."
+            )
+    return features
+
+
+def _upload_inputs(
+    store: ArtifactStore, layout: Any, files: dict[str, dict[Path, LocalFile]]
+) -> dict[Path, str]:
+    """Upload each distinct local file once, concurrently; return path -> store URI."""
+    jobs = [
+        (path, layout.artifact(field, path.name))
+        for field, known in files.items()
+        for path in known
+    ]
+    uploaded: dict[Path, str] = {}
+    seen_keys: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = {}
+        for path, key in jobs:
+            if key in seen_keys:  # identical content under the same name: store once
+                uploaded[path] = seen_keys[key]
+                continue
+            futures[path] = pool.submit(store.put_file, key, path)
+            seen_keys[key] = store.uri(key)
+        for path, future in futures.items():
+            uploaded[path] = future.result()
+    return uploaded
+
+
+def _input_artifacts_yaml(
+    uploaded: dict[Path, str], files: dict[str, dict[Path, LocalFile]]
+) -> bytes:
+    listing: dict[str, list[dict[str, str]]] = {}
+    for field, known in sorted(files.items()):
+        entries = {uploaded[p]: f.digest for p, f in known.items()}
+        listing[field] = [{"uri": uri, "sha256": digest} for uri, digest in sorted(entries.items())]
+    return yaml.safe_dump({"files": listing}, sort_keys=False).encode()
+
+
+def build_specs_table(
+    cls: type[Experiment[Any, Any]],
+    specs: Sequence[Any],
+    computed: Sequence[dict[str, Any]],
+    experiment_id: str,
+    run_id: str,
+    uploaded: dict[Path, str],
+) -> pa.Table:
+    """specs.pq: the index columns of every spec plus each spec as JSON (``__spec__``)."""
+    schema = cls.schema
+    exclude = set(schema.input_type.model_computed_fields)
+    rows: list[dict[str, Any]] = []
+    payloads: list[str] = []
+    for position, spec in enumerate(specs):
+        updates: dict[str, Any] = {
+            "experiment_id": experiment_id,
+            "sort_index": position,
+            "root_workflow_run_id": run_id,
+        }
+        for plan in schema.file_inputs:
+            value = getattr(spec, plan.name)
+            if plan.kind is FieldKind.FILE_LIST and value:
+                updates[plan.name] = [_rereference(v, uploaded) for v in value]
+            elif value is not None:
+                updates[plan.name] = _rereference(value, uploaded)
+        final = spec.model_copy(update=updates)
+        rows.append(final.user_fields())
+        payloads.append(final.model_dump_json(exclude=exclude))
+    n = len(specs)
+    columns: dict[str, pa.Array] = {
+        "experiment_id": pa.array([experiment_id] * n, type=pa.string()),
+        "sort_index": pa.array(range(n), type=pa.int64()),
+        "root_workflow_run_id": pa.array([run_id] * n, type=pa.string()),
+    }
+    columns.update(scalar_columns(schema.indexed_inputs, rows))
+    for name in computed[0] if computed else {}:
+        columns[name] = pa.array([_plain(row[name]) for row in computed])
+    columns[SPEC_COLUMN] = pa.array(payloads, type=pa.string())
+    return pa.table(columns)
+
+
+_FILE_REFERENCE = TypeAdapter(FileReference)
+
+
+def _rereference(value: Any, uploaded: dict[Path, str]) -> Any:
+    if isinstance(value, Path):
+        return _FILE_REFERENCE.validate_python(uploaded[value.expanduser().resolve()])
+    return value
+
+
+def _plain(value: Any) -> Any:
+    import enum
+
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(value, default=str)
+    return value

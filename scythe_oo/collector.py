@@ -1,0 +1,163 @@
+"""ResultCollector: turns leaf outcomes into Arrow tables and combines children's tables.
+
+Everything is column-wise Arrow: a node never holds its leaves' outputs as Python objects any
+longer than it takes to build one column, and combining children is a concatenation of tables.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from scythe_oo.leaf import DATAFRAME_INDEX_META
+from scythe_oo.outcome import LeafOutcome
+from scythe_oo.schema import ExperimentSchema, scalar_columns
+from scythe_oo.tables import read_table
+
+if TYPE_CHECKING:
+    from scythe_oo.store.base import ArtifactStore
+
+SPEC_COLUMN = "__spec__"
+"""Column of specs.pq holding each spec as JSON, the exact form leaves re-validate."""
+
+FAILURE_COLUMNS: dict[str, pa.DataType] = {
+    "error_type": pa.string(),
+    "error_message": pa.string(),
+    "traceback": pa.string(),
+    "attempts": pa.int64(),
+    "worker": pa.string(),
+    "wall_time": pa.float64(),
+}
+
+DATAFRAME_PREFIX = "df."
+
+
+@attrs.frozen
+class NodeTables:
+    """The tables of one node: scalars, result_file_refs, failures and ``df.<name>``."""
+
+    tables: dict[str, pa.Table]
+
+    @property
+    def succeeded(self) -> int:
+        return int(self.tables["scalars"].num_rows)
+
+    @property
+    def failed(self) -> int:
+        return int(self.tables["failures"].num_rows)
+
+
+def index_names(specs: pa.Table) -> list[str]:
+    return [c for c in specs.column_names if c != SPEC_COLUMN]
+
+
+@attrs.frozen(kw_only=True)
+class ResultCollector:
+    """How leaf outcomes become tables. Subclass to change column building or combination."""
+
+    def from_leaves(
+        self,
+        schema: ExperimentSchema,
+        specs: pa.Table,
+        outcomes: Sequence[LeafOutcome],
+        store: ArtifactStore,
+    ) -> NodeTables:
+        """Tables for the leaves of one base-case node; ``specs`` holds their index columns."""
+        index = specs.select(index_names(specs))
+        position = {s: i for i, s in enumerate(index.column("sort_index").to_pylist())}
+        good = sorted((o for o in outcomes if o.ok), key=lambda o: o.sort_index)
+        bad = sorted((o for o in outcomes if not o.ok), key=lambda o: o.sort_index)
+        good_index = index.take(pa.array([position[o.sort_index] for o in good], type=pa.int64()))
+        bad_index = index.take(pa.array([position[o.sort_index] for o in bad], type=pa.int64()))
+
+        scalars = _with_columns(
+            good_index, scalar_columns(schema.scalar_outputs, [o.scalars for o in good])
+        )
+        refs = _with_columns(
+            good_index, scalar_columns(schema.file_outputs, [o.file_refs for o in good])
+        )
+        failures = _with_columns(
+            bad_index,
+            {
+                name: pa.array([getattr(o, name) for o in bad], type=kind)
+                for name, kind in FAILURE_COLUMNS.items()
+            },
+        )
+        tables = {"scalars": scalars, "result_file_refs": refs, "failures": failures}
+        names = sorted({name for o in good for name in o.dataframes})
+        for name in names:
+            parts = []
+            for row, outcome in enumerate(good):
+                key = outcome.dataframes.get(name)
+                if key is None:
+                    continue
+                frame = read_table(store, key)
+                parts.append(_prepend_index(good_index.slice(row, 1), frame))
+            tables[DATAFRAME_PREFIX + name] = concat(parts)
+        return NodeTables(tables)
+
+    def combine(self, children: Sequence[NodeTables]) -> NodeTables:
+        """One node's tables from its children's, in sort_index order."""
+        names = sorted({name for child in children for name in child.tables})
+        combined = {}
+        for name in names:
+            parts = [c.tables[name] for c in children if name in c.tables]
+            combined[name] = sort_by_index(concat(parts))
+        return NodeTables(combined)
+
+
+def _with_columns(index: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
+    table = index
+    for name, column in columns.items():
+        table = table.append_column(name, column)
+    return table
+
+
+def _prepend_index(index_row: pa.Table, frame: pa.Table) -> pa.Table:
+    """A user table with the spec's index levels as its first columns."""
+    own_index = (frame.schema.metadata or {}).get(DATAFRAME_INDEX_META, b"").decode()
+    clash = set(index_row.column_names) & set(frame.column_names)
+    if clash:
+        raise ValueError(
+            f"user dataframe columns {sorted(clash)} clash with the spec index levels; rename them"
+        )
+    repeated = index_row.take(pa.array([0] * frame.num_rows, type=pa.int64()))
+    table = repeated
+    for name in frame.column_names:
+        table = table.append_column(name, frame.column(name))
+    levels = [*index_row.column_names, *(n for n in own_index.split(",") if n)]
+    return table.replace_schema_metadata({DATAFRAME_INDEX_META: ",".join(levels).encode()})
+
+
+def concat(parts: Sequence[pa.Table]) -> pa.Table:
+    """Concatenate tables whose types may differ slightly (int vs float, null vs typed)."""
+    if len(parts) == 1:
+        return parts[0]
+    metadata = next((p.schema.metadata for p in parts if p.schema.metadata), None)
+    table = pa.concat_tables(parts, promote_options="permissive")
+    return table.replace_schema_metadata(metadata) if metadata else table
+
+
+def sort_by_index(table: pa.Table) -> pa.Table:
+    if table.num_rows < 2 or "sort_index" not in table.column_names:
+        return table
+    order = pc.sort_indices(table, sort_keys=[("sort_index", "ascending")])
+    return table.take(order)
+
+
+def dataframe_index_levels(table: pa.Table) -> list[str]:
+    raw = (table.schema.metadata or {}).get(DATAFRAME_INDEX_META, b"").decode()
+    return [n for n in raw.split(",") if n]
+
+
+def spec_json(table: pa.Table) -> list[str]:
+    return [str(s) for s in table.column(SPEC_COLUMN).to_pylist()]
+
+
+def describe_index(table: pa.Table) -> str:
+    return json.dumps(index_names(table))

@@ -1,0 +1,231 @@
+"""LocalEngine: the embedded default. One machine, no server.
+
+The tree runs on an asyncio loop in a background thread of the calling process; leaves run in a
+process pool, in batches sized so that each batch runs for at least the experiment's
+``min_batch_seconds`` (tiny simulations then pay almost no per-task overhead). Workers are forked
+before any thread of ours starts, so experiments defined in a notebook or a script work too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import multiprocessing
+import os
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pyarrow as pa
+
+from scythe_oo.collector import spec_json
+from scythe_oo.engine.base import Progress, RunHandle, RunPlan
+from scythe_oo.leaf import RunContext, execute_leaf
+from scythe_oo.manifest import Manifest
+from scythe_oo.node import NodeJob, NodeResult, fail_run, finalize_run, run_node
+from scythe_oo.outcome import LeafOutcome
+from scythe_oo.settings import Settings
+
+if TYPE_CHECKING:
+    from scythe_oo.experiment import Experiment
+    from scythe_oo.store.base import ArtifactStore
+
+
+def _warm_up() -> int:
+    return os.getpid()
+
+
+def run_leaf_batch(
+    cls: type[Experiment[Any, Any]],
+    run: RunContext,
+    specs: Sequence[str],
+    retries: int,
+    timeout_seconds: float | None,
+) -> list[LeafOutcome]:
+    """Worker side: run a batch of specs (JSON), retrying each failed leaf up to ``retries``."""
+    input_type = cls.schema.input_type
+    worker = f"local-{socket.gethostname()}-{os.getpid()}"
+    outcomes = []
+    for raw in specs:
+        spec = input_type.model_validate_json(raw)
+        for attempt in range(1, retries + 2):
+            outcome = execute_leaf(
+                cls, spec, run, attempt=attempt, worker_name=worker, timeout_seconds=timeout_seconds
+            )
+            if outcome.ok or attempt > retries:
+                break
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+        outcomes.append(outcome)
+    return outcomes
+
+
+@attrs.frozen(kw_only=True)
+class LocalEngine:
+    """Runs everything on this machine with a pool of ``max_workers`` processes (default: one
+    per CPU)."""
+
+    max_workers: int | None = None
+
+    def submit(self, plan: RunPlan) -> LocalRunHandle:
+        handle = LocalRunHandle(plan, self.max_workers or os.cpu_count() or 1)
+        handle.start()
+        return handle
+
+    def attach(self, manifest: Manifest, store: ArtifactStore) -> RunHandle | None:
+        return None
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "kind": "local",
+            "max_workers": str(self.max_workers or os.cpu_count() or 1),
+            "host": socket.gethostname(),
+            "pid": str(os.getpid()),
+        }
+
+
+class LocalRunHandle:
+    """A run executing in a background thread of this process."""
+
+    def __init__(self, plan: RunPlan, workers: int) -> None:
+        self.plan = plan
+        self.workers = workers
+        self.done = 0
+        self.failed = 0
+        self.state = "queued"
+        self.error: str | None = None
+        self._finished = threading.Event()
+        self._pool: ProcessPoolExecutor | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def engine_run_id(self) -> str | None:
+        return f"local-{os.getpid()}"
+
+    def start(self) -> None:
+        context = multiprocessing.get_context("fork")
+        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        # With "fork", the first submit forks every worker at once: do it here, before our
+        # own thread exists, so no child inherits a lock held by a thread of ours.
+        self._pool.submit(_warm_up).result()
+        self._thread = threading.Thread(
+            target=self._main, name=f"scythe-run-{self.plan.layout.timestamp}", daemon=False
+        )
+        self._thread.start()
+
+    def progress(self) -> Progress:
+        return Progress(
+            state=self.state,
+            done=self.done,
+            failed=self.failed,
+            total=self.plan.n_specs,
+            error=self.error,
+        )
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self._finished.wait(timeout)
+
+    def _main(self) -> None:
+        plan = self.plan
+        assert self._pool is not None
+        try:
+            self.state = "running"
+            _set_state(plan.store, plan.layout.manifest, "running")
+            dispatcher = _LocalDispatcher(plan, self._pool, self.workers, self)
+            root = asyncio.run(run_node(plan.experiment, plan.root, plan.store, dispatcher))
+            manifest = finalize_run(plan.store, plan.layout, root)
+            self.state = manifest.status
+        except BaseException as exc:
+            self.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            self.state = "failed"
+            # The store itself may be what failed; the handle still knows the error.
+            with contextlib.suppress(Exception):
+                fail_run(plan.store, plan.layout, self.error)
+        finally:
+            self._pool.shutdown(wait=True)
+            self._finished.set()
+
+
+def _set_state(store: ArtifactStore, key: str, state: str) -> None:
+    manifest = Manifest.from_yaml(store.get_bytes(key))
+    store.put_bytes(key, manifest.evolve(status=state).to_yaml())
+
+
+class _LocalDispatcher:
+    """Runs children as coroutines on the loop and leaves as batches in the process pool."""
+
+    def __init__(
+        self, plan: RunPlan, pool: ProcessPoolExecutor, workers: int, handle: LocalRunHandle
+    ) -> None:
+        self.plan = plan
+        self.pool = pool
+        self.workers = workers
+        self.handle = handle
+        cls = plan.experiment
+        settings = Settings.from_env()
+        execution = cls.timeouts.execution or settings.timeout_experiment_execution
+        self.timeout_seconds = execution.total_seconds()
+        self.retries = cls.retries
+        self.min_batch_seconds = float(cls.min_batch_seconds)
+        self.run = RunContext(experiment_id=plan.layout.experiment_id, store=plan.store)
+        self.seconds_per_leaf: float | None = None
+        # Two batches per worker keep every process busy while the next batch is sized.
+        self.slots = asyncio.Semaphore(2 * workers)
+
+    async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]:
+        return list(
+            await asyncio.gather(
+                *(run_node(self.plan.experiment, j, self.plan.store, self) for j in jobs)
+            )
+        )
+
+    def batch_size(self, remaining: int) -> int:
+        if self.seconds_per_leaf is None or self.min_batch_seconds <= 0:
+            return 1
+        wanted = math.ceil(self.min_batch_seconds / max(self.seconds_per_leaf, 1e-6))
+        fair = math.ceil(remaining / self.workers)
+        return max(1, min(wanted, fair))
+
+    def observe(self, outcomes: Sequence[LeafOutcome], elapsed: float) -> None:
+        per_leaf = elapsed / max(len(outcomes), 1)
+        previous = self.seconds_per_leaf
+        self.seconds_per_leaf = per_leaf if previous is None else 0.7 * previous + 0.3 * per_leaf
+        self.handle.done += sum(1 for o in outcomes if o.ok)
+        self.handle.failed += sum(1 for o in outcomes if not o.ok)
+
+    async def run_leaves(self, job: NodeJob, specs: pa.Table) -> list[LeafOutcome]:
+        pending = spec_json(specs)
+        loop = asyncio.get_running_loop()
+        cursor = 0
+        cls = self.plan.experiment
+
+        async def lane() -> list[LeafOutcome]:
+            nonlocal cursor
+            collected: list[LeafOutcome] = []
+            while True:
+                async with self.slots:
+                    if cursor >= len(pending):
+                        return collected
+                    size = self.batch_size(len(pending) - cursor)
+                    batch = pending[cursor : cursor + size]
+                    cursor += size
+                    started = time.perf_counter()
+                    outcomes = await loop.run_in_executor(
+                        self.pool,
+                        run_leaf_batch,
+                        cls,
+                        self.run,
+                        batch,
+                        self.retries,
+                        self.timeout_seconds,
+                    )
+                    self.observe(outcomes, time.perf_counter() - started)
+                collected.extend(outcomes)
+
+        lanes = await asyncio.gather(*(lane() for _ in range(min(2 * self.workers, len(pending)))))
+        return [outcome for lane_outcomes in lanes for outcome in lane_outcomes]

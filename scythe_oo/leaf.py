@@ -1,0 +1,249 @@
+"""Running one leaf on a worker: fetch inputs, call ``run``, check and publish the output.
+
+This is the worker side shared by every engine. The experiment instance is created and set up
+once per process (``LeafHost``) and torn down when the process exits, as Lightning runs its
+hooks: the framework, not the user, calls them, in a fixed order.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import logging
+import multiprocessing.util
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import ValidationError
+
+from scythe_oo.errors import OutputValidationError
+from scythe_oo.experiment import LeafContext
+from scythe_oo.layout import RunLayout
+from scythe_oo.outcome import LeafOutcome
+from scythe_oo.schema import RESERVED_TABLE_NAMES, index_value
+from scythe_oo.store.cache import FileCache
+
+if TYPE_CHECKING:
+    from scythe_oo.experiment import Experiment
+    from scythe_oo.spec import ExperimentInputSpec
+    from scythe_oo.store.base import ArtifactStore
+
+log = logging.getLogger("scythe_oo.leaf")
+
+DATAFRAME_INDEX_META = b"scythe.index"
+
+
+@attrs.frozen(kw_only=True)
+class RunContext:
+    """What a worker needs to know about the run a leaf belongs to."""
+
+    experiment_id: str
+    store: ArtifactStore
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout.from_experiment_id(self.experiment_id)
+
+
+def leaf_id_for(sort_index: int) -> str:
+    """Leaf ids are derived from the spec's position, so a rerun overwrites, never duplicates."""
+    return f"{sort_index:09d}"
+
+
+class LeafHost:
+    """One per process: experiment instances that have run ``setup``, torn down at exit."""
+
+    def __init__(self) -> None:
+        self._instances: dict[type[Any], Experiment[Any, Any]] = {}
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self.cache = FileCache()
+        atexit.register(self.shutdown)
+        multiprocessing.util.Finalize(self, self.shutdown, exitpriority=100)
+
+    def instance(self, cls: type[Experiment[Any, Any]]) -> Experiment[Any, Any]:
+        with self._lock:
+            found = self._instances.get(cls)
+            if found is None:
+                found = cls()
+                found.setup()
+                self._instances[cls] = found
+            return found
+
+    def shutdown(self) -> None:
+        """Tear down every experiment set up in this process, once."""
+        if os.getpid() != self._pid:
+            return
+        with self._lock:
+            instances, self._instances = list(self._instances.values()), {}
+        for instance in instances:
+            try:
+                instance.teardown()
+            except Exception:
+                log.exception("teardown of %s failed", type(instance).__name__)
+
+
+_HOST: LeafHost | None = None
+
+
+def leaf_host() -> LeafHost:
+    """The process's LeafHost; a forked child gets its own, not its parent's."""
+    global _HOST
+    if _HOST is None or _HOST._pid != os.getpid():
+        _HOST = LeafHost()
+    return _HOST
+
+
+class LeafTimeoutError(TimeoutError):
+    """The leaf ran longer than its execution timeout."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float | None) -> Iterator[None]:
+    """Interrupt the leaf after ``seconds`` (main thread only; Python code only)."""
+    if seconds is None:
+        yield
+        return
+    usable = (
+        seconds > 0
+        and threading.current_thread() is threading.main_thread()
+        and hasattr(signal, "setitimer")
+    )
+    if not usable:
+        yield
+        return
+
+    def _alarm(signum: int, frame: object) -> None:
+        raise LeafTimeoutError(f"the leaf exceeded its execution timeout of {seconds:g}s")
+
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def execute_leaf(
+    cls: type[Experiment[Any, Any]],
+    spec: ExperimentInputSpec,
+    run: RunContext,
+    *,
+    attempt: int = 1,
+    worker_name: str = "local",
+    timeout_seconds: float | None = None,
+    log_sink: Callable[[str], None] | None = None,
+) -> LeafOutcome:
+    """Run one spec and report its outcome; never raises for errors of the user's code."""
+    host = leaf_host()
+    layout = run.layout
+    leaf_id = leaf_id_for(spec.sort_index)
+    started = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix=f"scythe-{cls.name}-{leaf_id}-"))
+
+    def upload(field: str, path: Path) -> str:
+        return run.store.put_file(layout.result_file(field, leaf_id, "".join(path.suffixes)), path)
+
+    ctx = LeafContext(
+        workdir=workdir,
+        sort_index=spec.sort_index,
+        experiment_id=run.experiment_id,
+        leaf_id=leaf_id,
+        attempt=attempt,
+        worker_name=worker_name,
+        fetch=host.cache.fetch,
+        upload=upload,
+        log_sink=log_sink,
+    )
+    try:
+        experiment = host.instance(cls)
+        with _deadline(timeout_seconds):
+            local_spec = experiment.fetch_inputs(spec.model_copy(), ctx)
+            raw = experiment.run(local_spec, ctx)
+        output = _validated_output(cls, raw, spec.sort_index)
+        output = experiment.publish_outputs(output, ctx)
+        dataframes = _write_dataframes(output.dataframes, run, leaf_id, spec.sort_index)
+        schema = cls.schema
+        return LeafOutcome(
+            sort_index=spec.sort_index,
+            leaf_id=leaf_id,
+            ok=True,
+            scalars={
+                p.name: index_value(p, getattr(output, p.name)) for p in schema.scalar_outputs
+            },
+            file_refs={
+                p.name: index_value(p, getattr(output, p.name)) for p in schema.file_outputs
+            },
+            dataframes=dataframes,
+            attempts=attempt,
+            worker=worker_name,
+            wall_time=time.perf_counter() - started,
+        )
+    except Exception as exc:
+        return LeafOutcome(
+            sort_index=spec.sort_index,
+            leaf_id=leaf_id,
+            ok=False,
+            error_type=type(exc).__name__,
+            error_message=str(exc),
+            traceback=traceback.format_exc(),
+            attempts=attempt,
+            worker=worker_name,
+            wall_time=time.perf_counter() - started,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _validated_output(cls: type[Experiment[Any, Any]], raw: Any, sort_index: int) -> Any:
+    output_type = cls.schema.output_type
+    if raw is None:
+        raise OutputValidationError(
+            f"{cls.name}.run returned None for spec #{sort_index}; return a {output_type.__name__}."
+        )
+    try:
+        return output_type.model_validate(raw)
+    except ValidationError as exc:
+        fields = ", ".join(".".join(map(str, e["loc"])) or "<root>" for e in exc.errors())
+        raise OutputValidationError(
+            f"{cls.name}.run returned an output for spec #{sort_index} that does not match "
+            f"{output_type.__name__} (field(s): {fields}): {exc}"
+        ) from None
+
+
+def _write_dataframes(
+    frames: dict[str, Any], run: RunContext, leaf_id: str, sort_index: int
+) -> dict[str, str]:
+    keys: dict[str, str] = {}
+    for name, frame in frames.items():
+        if name in RESERVED_TABLE_NAMES or not name.isidentifier():
+            raise OutputValidationError(
+                f"dataframe name {name!r} of spec #{sort_index} is reserved or not a plain "
+                f"identifier; {sorted(RESERVED_TABLE_NAMES)} are taken by final/. Rename it."
+            )
+        flat = frame.reset_index()
+        index_names = [str(c) for c in flat.columns[: frame.index.nlevels]]
+        flat.columns = [str(c) for c in flat.columns]
+        table = pa.Table.from_pandas(flat, preserve_index=False)
+        table = table.replace_schema_metadata(
+            {DATAFRAME_INDEX_META: ",".join(index_names).encode()}
+        )
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer)
+        key = run.layout.leaf_dataframe(name, leaf_id)
+        run.store.put_bytes(key, buffer.getvalue())
+        keys[name] = key
+    return keys

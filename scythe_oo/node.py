@@ -1,0 +1,197 @@
+"""The scatter/gather tree, written once for every engine.
+
+A node reads its slice of specs from the store. If the recursion policy says so it splits them
+grid-stride into children and has the engine run those; otherwise it has the engine run its
+leaves. Either way it gathers what came back into Arrow tables, writes them to
+``scatter-gather/output/<node>/`` and returns only their keys. An engine supplies a Dispatcher
+(how children and leaves are run) and nothing else; the tree knows nothing of processes or queues.
+
+Node outputs are checkpoints: a node whose output is already in the store returns it at once,
+so a resumed run skips every finished subtree.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+import pyarrow as pa
+import yaml
+
+from scythe_oo.collector import (
+    DATAFRAME_PREFIX,
+    NodeTables,
+    ResultCollector,
+    dataframe_index_levels,
+    index_names,
+)
+from scythe_oo.errors import ArtifactNotFoundError
+from scythe_oo.layout import RunLayout
+from scythe_oo.manifest import Counts, Manifest, utc_now
+from scythe_oo.outcome import LeafOutcome
+from scythe_oo.recursion import RecursionPolicy
+from scythe_oo.tables import read_table, write_table
+
+if TYPE_CHECKING:
+    from scythe_oo.experiment import Experiment
+    from scythe_oo.store.base import ArtifactStore
+
+ROOT = "root"
+NODE_DONE = "_node.yml"
+
+
+@attrs.frozen(kw_only=True)
+class NodeJob:
+    """A node's whole input: small enough for any queue payload."""
+
+    experiment: str
+    experiment_id: str
+    node: str = ROOT
+    depth: int = 0
+    factor: int
+    max_depth: int
+
+    @property
+    def recursion(self) -> RecursionPolicy:
+        return RecursionPolicy(factor=self.factor, max_depth=self.max_depth)
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout.from_experiment_id(self.experiment_id)
+
+    def child(self, index: int) -> NodeJob:
+        return attrs.evolve(self, node=f"{self.node}/{index}", depth=self.depth + 1)
+
+    def specs_key(self) -> str:
+        return self.layout.specs if self.node == ROOT else self.layout.node_input(self.node)
+
+
+@attrs.frozen(kw_only=True)
+class NodeResult:
+    """What a node returns: the keys of its tables and its counts."""
+
+    node: str
+    tables: dict[str, str]
+    succeeded: int
+    failed: int
+
+
+class Dispatcher(Protocol):
+    """How an engine runs the children and the leaves of a node."""
+
+    async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]: ...
+
+    async def run_leaves(self, job: NodeJob, specs: pa.Table) -> list[LeafOutcome]: ...
+
+
+def node_result_key(job: NodeJob) -> str:
+    return f"{job.layout.node_output_prefix(job.node)}/{NODE_DONE}"
+
+
+def load_node_result(store: ArtifactStore, job: NodeJob) -> NodeResult | None:
+    try:
+        raw = yaml.safe_load(store.get_bytes(node_result_key(job)))
+    except ArtifactNotFoundError:
+        return None
+    return NodeResult(**raw)
+
+
+async def run_node(
+    cls: type[Experiment[Any, Any]],
+    job: NodeJob,
+    store: ArtifactStore,
+    dispatcher: Dispatcher,
+    collector: ResultCollector | None = None,
+) -> NodeResult:
+    """Run one node of the tree (and, through the dispatcher, everything below it)."""
+    done = await asyncio.to_thread(load_node_result, store, job)
+    if done is not None:
+        return done
+    collector = collector or ResultCollector()
+    specs = await asyncio.to_thread(read_table, store, job.specs_key())
+    recursion = job.recursion
+    if recursion.splits(job.depth, specs.num_rows):
+        children = []
+        for i, rows in enumerate(recursion.partition(specs.num_rows)):
+            child = job.child(i)
+            await asyncio.to_thread(
+                write_table, store, child.specs_key(), specs.take(pa.array(rows))
+            )
+            children.append(child)
+        results = await dispatcher.run_nodes(children)
+        tables = await asyncio.to_thread(_combine_children, collector, store, results)
+    else:
+        outcomes = await dispatcher.run_leaves(job, specs)
+        tables = await asyncio.to_thread(collector.from_leaves, cls.schema, specs, outcomes, store)
+    return await asyncio.to_thread(_write_node, store, job, tables)
+
+
+def _combine_children(
+    collector: ResultCollector, store: ArtifactStore, results: Sequence[NodeResult]
+) -> NodeTables:
+    children = [
+        NodeTables({name: read_table(store, key) for name, key in r.tables.items()})
+        for r in results
+    ]
+    return collector.combine(children)
+
+
+def _write_node(store: ArtifactStore, job: NodeJob, tables: NodeTables) -> NodeResult:
+    keys = {}
+    for name, table in tables.tables.items():
+        key = job.layout.node_output(job.node, name)
+        write_table(store, key, table)
+        keys[name] = key
+    result = NodeResult(
+        node=job.node, tables=keys, succeeded=tables.succeeded, failed=tables.failed
+    )
+    store.put_bytes(node_result_key(job), yaml.safe_dump(attrs.asdict(result)).encode())
+    return result
+
+
+def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> Manifest:
+    """Write final/ from the root's tables, then mark the manifest complete.
+
+    Tables are written first and the manifest last, so a reader who sees a completed status
+    always finds every final table.
+    """
+    import pandas as pd
+
+    specs_schema = read_table(store, layout.specs).schema
+    index = index_names(specs_schema.empty_table())
+    for name, key in root.tables.items():
+        table = read_table(store, key)
+        levels = index
+        if name == "result_file_refs" and table.num_columns == len(index):
+            continue  # the output schema has no file fields
+        if name.startswith(DATAFRAME_PREFIX):
+            levels = dataframe_index_levels(table)
+            name = name[len(DATAFRAME_PREFIX) :]
+        frame: pd.DataFrame = table.to_pandas().set_index(levels)
+        target = layout.final(name)
+        buffer = io.BytesIO()
+        frame.to_parquet(buffer, compression="zstd")
+        store.put_bytes(target, buffer.getvalue())
+    manifest = Manifest.from_yaml(store.get_bytes(layout.manifest))
+    counts = Counts(
+        succeeded=root.succeeded, failed=root.failed, total=root.succeeded + root.failed
+    )
+    manifest = manifest.evolve(
+        status="completed_with_failures" if root.failed else "completed",
+        counts=counts,
+        finished_at=utc_now(),
+    )
+    store.put_bytes(layout.manifest, manifest.to_yaml())
+    return manifest
+
+
+def fail_run(store: ArtifactStore, layout: RunLayout, error: str) -> None:
+    """Record in the manifest that the run stopped without final tables, and why."""
+    manifest = Manifest.from_yaml(store.get_bytes(layout.manifest))
+    store.put_bytes(
+        layout.manifest,
+        manifest.evolve(status="failed", error=error, finished_at=utc_now()).to_yaml(),
+    )

@@ -1,0 +1,128 @@
+"""LocalStore: a directory on this machine, the embedded default (./scythe-data)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import attrs
+
+from scythe_oo.errors import ArtifactNotFoundError, StoreError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary sibling and rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_copy_file(src: Path, dest: Path) -> None:
+    """Copy ``src`` to ``dest`` via a temporary sibling and rename."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _absolute(path: str | Path) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+@attrs.frozen(kw_only=True)
+class LocalStore:
+    """Keeps run folders under ``root``; URIs are file:// URIs of absolute paths."""
+
+    root: Path = attrs.field(converter=_absolute)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / key).resolve()
+        if path != self.root and self.root not in path.parents:
+            raise StoreError(f"key {key!r} escapes the store root {self.root}")
+        return path
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def key_of(self, uri: str) -> str | None:
+        parsed = urlparse(uri)
+        if parsed.scheme != "file":
+            return None
+        path = Path(unquote(parsed.path))
+        try:
+            return path.relative_to(self.root).as_posix()
+        except ValueError:
+            return None
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        path = self._path(key)
+        atomic_write_bytes(path, data)
+        return path.as_uri()
+
+    def put_file(self, key: str, path: Path) -> str:
+        dest = self._path(key)
+        atomic_copy_file(path, dest)
+        return dest.as_uri()
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            return False
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        return True
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactNotFoundError(f"no object at {self.uri(key)}") from exc
+
+    def get_file(self, key: str, dest: Path) -> Path:
+        src = self._path(key)
+        if not src.is_file():
+            raise ArtifactNotFoundError(f"no object at {src.as_uri()}")
+        atomic_copy_file(src, dest)
+        return dest
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return
+        # Sorted by the whole key string, as S3 lists, so both stores agree on order.
+        keys = sorted(
+            path.relative_to(self.root).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not path.name.endswith(".tmp")
+        )
+        yield from keys
+
+    def list_dirs(self, prefix: str) -> list[str]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            return []
+        return sorted(p.name for p in base.iterdir() if p.is_dir())
+
+    def describe(self) -> dict[str, str]:
+        return {"kind": "local", "root": str(self.root)}

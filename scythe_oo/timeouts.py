@@ -1,0 +1,53 @@
+"""Durations users write as "5m" or "2h", and the per-experiment timeout pair."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import attrs
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(value: str | int | float | dt.timedelta) -> dt.timedelta:
+    """Accept 90, "90s", "5m", "2h", "1d" or a timedelta; the seed tool's settings use "10m"."""
+    if isinstance(value, dt.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, bool):
+        raise ValueError(f"duration {value!r} is a bool; give seconds or a string like '5m'")
+    elif isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"duration {value!r} is not understood; write e.g. 30s, 5m, 2h or 1d")
+        seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    if seconds <= 0:
+        raise ValueError(f"duration {value!r} must be positive")
+    return dt.timedelta(seconds=seconds)
+
+
+def format_duration(value: dt.timedelta) -> str:
+    """The compact form Hatchet accepts ("90s", "5m", "2h")."""
+    seconds = int(value.total_seconds())
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds % size == 0 and seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _optional_duration(value: str | int | float | dt.timedelta | None) -> dt.timedelta | None:
+    return None if value is None else parse_duration(value)
+
+
+@attrs.frozen(kw_only=True)
+class Timeouts:
+    """How long a leaf may wait in the queue (schedule) and run (execution).
+
+    None means: use SCYTHE_TIMEOUT_EXPERIMENT_SCHEDULE / _EXECUTION, else the defaults.
+    """
+
+    execution: dt.timedelta | None = attrs.field(default=None, converter=_optional_duration)
+    schedule: dt.timedelta | None = attrs.field(default=None, converter=_optional_duration)
