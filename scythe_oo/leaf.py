@@ -172,7 +172,12 @@ def execute_leaf(
         experiment = host.instance(cls)
         with _deadline(timeout_seconds):
             local_spec = experiment.fetch_inputs(spec.model_copy(), ctx)
-            raw = experiment.run(local_spec, ctx)
+            try:
+                raw = experiment.run(local_spec, ctx)
+            except ValidationError as exc:
+                if exc.title != cls.schema.output_type.__name__:
+                    raise
+                raise _output_error(cls, exc, spec.sort_index) from None
         output = _validated_output(cls, raw, spec.sort_index)
         output = experiment.publish_outputs(output, ctx)
         dataframes = _write_dataframes(output.dataframes, run, leaf_id, spec.sort_index)
@@ -217,11 +222,17 @@ def _validated_output(cls: type[Experiment[Any, Any]], raw: Any, sort_index: int
     try:
         return output_type.model_validate(raw)
     except ValidationError as exc:
-        fields = ", ".join(".".join(map(str, e["loc"])) or "<root>" for e in exc.errors())
-        raise OutputValidationError(
-            f"{cls.name}.run returned an output for spec #{sort_index} that does not match "
-            f"{output_type.__name__} (field(s): {fields}): {exc}"
-        ) from None
+        raise _output_error(cls, exc, sort_index) from None
+
+
+def _output_error(
+    cls: type[Experiment[Any, Any]], exc: ValidationError, sort_index: int
+) -> OutputValidationError:
+    fields = ", ".join(".".join(map(str, e["loc"])) or "<root>" for e in exc.errors())
+    return OutputValidationError(
+        f"{cls.name}: the output for spec #{sort_index} does not match "
+        f"{cls.schema.output_type.__name__} (field(s): {fields}): {exc}"
+    )
 
 
 def _write_dataframes(

@@ -30,10 +30,10 @@ from scythe_oo.leaf import RunContext, execute_leaf
 from scythe_oo.manifest import Manifest
 from scythe_oo.node import NodeJob, NodeResult, fail_run, finalize_run, run_node
 from scythe_oo.outcome import LeafOutcome
+from scythe_oo.registry import REGISTRY
 from scythe_oo.settings import Settings
 
 if TYPE_CHECKING:
-    from scythe_oo.experiment import Experiment
     from scythe_oo.store.base import ArtifactStore
 
 
@@ -42,13 +42,18 @@ def _warm_up() -> int:
 
 
 def run_leaf_batch(
-    cls: type[Experiment[Any, Any]],
+    experiment: str,
     run: RunContext,
     specs: Sequence[str],
     retries: int,
     timeout_seconds: float | None,
 ) -> list[LeafOutcome]:
-    """Worker side: run a batch of specs (JSON), retrying each failed leaf up to ``retries``."""
+    """Worker side: run a batch of specs (JSON), retrying each failed leaf up to ``retries``.
+
+    The experiment travels by name: a forked worker has the parent's registry, so classes
+    defined in a notebook, a script or a function body all work.
+    """
+    cls = REGISTRY.get(experiment)
     input_type = cls.schema.input_type
     worker = f"local-{socket.gethostname()}-{os.getpid()}"
     outcomes = []
@@ -218,7 +223,7 @@ class _LocalDispatcher:
                     outcomes = await loop.run_in_executor(
                         self.pool,
                         run_leaf_batch,
-                        cls,
+                        cls.name,
                         self.run,
                         batch,
                         self.retries,
