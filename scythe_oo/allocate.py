@@ -33,8 +33,9 @@ from scythe_oo.strategies import resolve_engine, resolve_recursion, resolve_stor
 from scythe_oo.tables import write_table
 
 if TYPE_CHECKING:
-    from scythe_oo.engine.base import Engine
+    from scythe_oo.engine.base import Engine, RunHandle
     from scythe_oo.experiment import Experiment
+    from scythe_oo.layout import RunLayout
     from scythe_oo.recursion import RecursionPolicy
     from scythe_oo.run import ExperimentRun
     from scythe_oo.store.base import ArtifactStore
@@ -105,21 +106,31 @@ def allocate_run(
             status="queued",
         )
         store.put_bytes(layout.manifest, manifest.to_yaml())
-        root = NodeJob(
-            experiment=cls.name,
-            experiment_id=layout.experiment_id,
-            node=ROOT,
-            factor=recursion.factor,
-            max_depth=0 if one_off else recursion.max_depth,
-        )
-        plan = RunPlan(
-            experiment=cls, layout=layout, store=store, root=root, n_specs=len(validated)
-        )
-        handle = engine.submit(plan)
+        handle = submit_run(cls, store, layout, manifest, engine)
     except BaseException as exc:
         fail_run(store, layout, f"allocate failed: {type(exc).__name__}: {exc}")
         raise
     return ExperimentRun(store=store, layout=layout, experiment=cls, handle=handle)
+
+
+def submit_run(
+    cls: type[Experiment[Any, Any]],
+    store: ArtifactStore,
+    layout: RunLayout,
+    manifest: Manifest,
+    engine: Engine,
+) -> RunHandle:
+    """Hand a written run folder to an engine: used by allocate, resume and retry_failed."""
+    root = NodeJob(
+        experiment=cls.name,
+        experiment_id=layout.experiment_id,
+        node=ROOT,
+        factor=manifest.recursion["factor"],
+        max_depth=0 if manifest.one_off else manifest.recursion["max_depth"],
+        generation=manifest.generation,
+    )
+    plan = RunPlan(experiment=cls, layout=layout, store=store, root=root, n_specs=manifest.n_specs)
+    return engine.submit(plan)
 
 
 def _as_list(cls: type[Experiment[Any, Any]], specs: Any) -> list[Any]:

@@ -318,6 +318,13 @@ class Experiment(Generic[InputT, OutputT], metaclass=ExperimentMeta):
         )
 
     @classmethod
+    def resume(cls, uri: str, *, engine: Engine | None = None) -> ExperimentRun:
+        """Continue the interrupted run whose folder is ``uri``."""
+        from scythe_oo.run import ExperimentRun
+
+        return ExperimentRun.open(uri).resume(engine=engine)
+
+    @classmethod
     def runs(cls, *, store: ArtifactStore | None = None) -> list[ExperimentRun]:
         """Every run of this experiment in the store, newest first."""
         from scythe_oo.run import list_runs

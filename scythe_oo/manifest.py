@@ -45,6 +45,7 @@ class Manifest:
     recursion: dict[str, int]
     n_specs: int
     one_off: bool = False
+    generation: int = 1
     status: RunState = "allocating"
     counts: Counts = Counts()
     engine_run_id: str | None = None

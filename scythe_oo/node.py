@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
@@ -29,10 +29,12 @@ from scythe_oo.collector import (
     index_names,
 )
 from scythe_oo.errors import ArtifactNotFoundError
+from scythe_oo.journal import LeafJournal
 from scythe_oo.layout import RunLayout
 from scythe_oo.manifest import Counts, Manifest, utc_now
 from scythe_oo.outcome import LeafOutcome
 from scythe_oo.recursion import RecursionPolicy
+from scythe_oo.settings import Settings
 from scythe_oo.tables import read_table, write_table
 
 if TYPE_CHECKING:
@@ -53,6 +55,8 @@ class NodeJob:
     depth: int = 0
     factor: int
     max_depth: int
+    generation: int = 1
+    """Raised by ``ExperimentRun.retry_failed``: failures of older generations run again."""
 
     @property
     def recursion(self) -> RecursionPolicy:
@@ -77,6 +81,12 @@ class NodeResult:
     tables: dict[str, str]
     succeeded: int
     failed: int
+    generation: int = 1
+    leaf_parent: bool = False
+    """True when this node ran leaves itself (its counts are leaf counts, not subtotals)."""
+
+
+OutcomeSink = Callable[[Sequence[LeafOutcome]], Awaitable[None]]
 
 
 class Dispatcher(Protocol):
@@ -84,7 +94,11 @@ class Dispatcher(Protocol):
 
     async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]: ...
 
-    async def run_leaves(self, job: NodeJob, specs: pa.Table) -> list[LeafOutcome]: ...
+    async def run_leaves(
+        self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
+    ) -> list[LeafOutcome]:
+        """Run the leaves of ``specs``; pass outcomes to ``sink`` as they arrive."""
+        ...
 
 
 def node_result_key(job: NodeJob) -> str:
@@ -92,11 +106,16 @@ def node_result_key(job: NodeJob) -> str:
 
 
 def load_node_result(store: ArtifactStore, job: NodeJob) -> NodeResult | None:
+    """The node's checkpoint, if it is still valid: a node with failures from an older
+    generation must run again under ``retry_failed``."""
     try:
         raw = yaml.safe_load(store.get_bytes(node_result_key(job)))
     except ArtifactNotFoundError:
         return None
-    return NodeResult(**raw)
+    result = NodeResult(**raw)
+    if result.failed and result.generation != job.generation:
+        return None
+    return result
 
 
 async def run_node(
@@ -117,16 +136,46 @@ async def run_node(
         children = []
         for i, rows in enumerate(recursion.partition(specs.num_rows)):
             child = job.child(i)
-            await asyncio.to_thread(
-                write_table, store, child.specs_key(), specs.take(pa.array(rows))
-            )
+            if not await asyncio.to_thread(store.exists, child.specs_key()):
+                await asyncio.to_thread(
+                    write_table, store, child.specs_key(), specs.take(pa.array(rows))
+                )
             children.append(child)
         results = await dispatcher.run_nodes(children)
         tables = await asyncio.to_thread(_combine_children, collector, store, results)
+        leaf_parent = False
     else:
-        outcomes = await dispatcher.run_leaves(job, specs)
+        outcomes = await _run_journaled_leaves(job, specs, store, dispatcher)
         tables = await asyncio.to_thread(collector.from_leaves, cls.schema, specs, outcomes, store)
-    return await asyncio.to_thread(_write_node, store, job, tables)
+        leaf_parent = True
+    return await asyncio.to_thread(_write_node, store, job, tables, leaf_parent)
+
+
+async def _run_journaled_leaves(
+    job: NodeJob, specs: pa.Table, store: ArtifactStore, dispatcher: Dispatcher
+) -> list[LeafOutcome]:
+    """Dispatch only the leaves the journal does not already hold, journaling as they finish."""
+    journal = LeafJournal(
+        store,
+        job.layout,
+        job.node,
+        job.generation,
+        max_seconds=Settings.from_env().journal_seconds,
+    )
+    keep = await asyncio.to_thread(journal.settled)
+    sort_index = specs.column("sort_index").to_pylist()
+    missing = [row for row, index in enumerate(sort_index) if index not in keep]
+    fresh: list[LeafOutcome] = []
+    if missing:
+        pending = specs.take(pa.array(missing, type=pa.int64()))
+
+        async def sink(outcomes: Sequence[LeafOutcome]) -> None:
+            await asyncio.to_thread(journal.record, outcomes)
+
+        fresh = await dispatcher.run_leaves(job, pending, sink)
+        await asyncio.to_thread(journal.flush)
+    previous = {index: keep[index] for index in sort_index if index in keep}
+    return [*previous.values(), *fresh]
 
 
 def _combine_children(
@@ -139,14 +188,21 @@ def _combine_children(
     return collector.combine(children)
 
 
-def _write_node(store: ArtifactStore, job: NodeJob, tables: NodeTables) -> NodeResult:
+def _write_node(
+    store: ArtifactStore, job: NodeJob, tables: NodeTables, leaf_parent: bool
+) -> NodeResult:
     keys = {}
     for name, table in tables.tables.items():
         key = job.layout.node_output(job.node, name)
         write_table(store, key, table)
         keys[name] = key
     result = NodeResult(
-        node=job.node, tables=keys, succeeded=tables.succeeded, failed=tables.failed
+        node=job.node,
+        tables=keys,
+        succeeded=tables.succeeded,
+        failed=tables.failed,
+        generation=job.generation,
+        leaf_parent=leaf_parent,
     )
     store.put_bytes(node_result_key(job), yaml.safe_dump(attrs.asdict(result)).encode())
     return result

@@ -20,11 +20,11 @@ import pandas as pd
 from scythe_oo.engine.base import Progress
 from scythe_oo.errors import ArtifactNotFoundError, RunFailedError
 from scythe_oo.layout import RunLayout, SemVer, is_run_timestamp
-from scythe_oo.manifest import TERMINAL_STATES, Manifest
+from scythe_oo.manifest import TERMINAL_STATES, Manifest, utc_now
 from scythe_oo.store.base import join_key
 
 if TYPE_CHECKING:
-    from scythe_oo.engine.base import RunHandle
+    from scythe_oo.engine.base import Engine, RunHandle
     from scythe_oo.experiment import Experiment
     from scythe_oo.store.base import ArtifactStore
 
@@ -161,6 +161,75 @@ class ExperimentRun:
                 f"run {self.uri} ended as {snap.state}: {snap.error or 'no detail recorded'}"
             )
         return self
+
+    def resume(self, *, engine: Engine | None = None) -> ExperimentRun:
+        """Continue an interrupted run (driver killed, workers lost, store unreachable).
+
+        Finished subtrees and journaled leaves are not run again. A run that already ended is
+        returned as it is.
+        """
+        manifest = self.manifest()
+        if manifest.status in ("completed", "completed_with_failures"):
+            return self
+        if self.handle is not None and not self.handle.join(0):
+            raise RuntimeError(f"{self.uri} is still running in this process; wait() for it")
+        driven_elsewhere = manifest.engine.get("kind") == "local" and manifest.status in (
+            "queued",
+            "running",
+        )
+        if driven_elsewhere and not _driver_is_gone(manifest):
+            raise RuntimeError(
+                f"{self.uri} is still being driven by process {manifest.engine.get('pid')} "
+                f"on {manifest.engine.get('host')}; resume only a run whose driver died"
+            )
+        return self._restart(manifest, engine, generation=manifest.generation, reason="resume")
+
+    def retry_failed(self, *, engine: Engine | None = None) -> ExperimentRun:
+        """Run the failed specs again and regather final/ in the same folder.
+
+        Successful leaves are kept; each retry is recorded in the manifest's ``attempts``.
+        """
+        manifest = self.manifest()
+        if manifest.status not in TERMINAL_STATES:
+            raise RuntimeError(
+                f"{self.uri} is {manifest.status}; wait for it (or resume it) before retrying"
+            )
+        if manifest.status == "completed":
+            return self
+        return self._restart(
+            manifest, engine, generation=manifest.generation + 1, reason="retry_failed"
+        )
+
+    def _restart(
+        self, manifest: Manifest, engine: Engine | None, *, generation: int, reason: str
+    ) -> ExperimentRun:
+        from scythe_oo.allocate import submit_run
+        from scythe_oo.registry import REGISTRY
+        from scythe_oo.strategies import resolve_engine
+
+        cls = self.experiment or REGISTRY.get(manifest.experiment_name)
+        engine = resolve_engine(cls, engine)
+        history = [
+            *manifest.attempts,
+            {
+                "reason": reason,
+                "generation": generation,
+                "at": utc_now(),
+                "previous_status": manifest.status,
+                "previous_counts": attrs.asdict(manifest.counts),
+            },
+        ]
+        manifest = manifest.evolve(
+            status="queued",
+            generation=generation,
+            attempts=history,
+            engine=engine.describe(),
+            finished_at=None,
+            error=None,
+        )
+        self.store.put_bytes(self.layout.manifest, manifest.to_yaml())
+        handle = submit_run(cls, self.store, self.layout, manifest, engine)
+        return ExperimentRun(store=self.store, layout=self.layout, experiment=cls, handle=handle)
 
     def download(self, dest: str | Path) -> Path:
         """Copy the run folder's final tables and metadata into ``dest``."""

@@ -38,6 +38,9 @@ class Settings:
     timeout_scatter_gather_execution: dt.timedelta
     timeout_experiment_schedule: dt.timedelta
     timeout_experiment_execution: dt.timedelta
+    journal_seconds: float
+    """SCYTHE_JOURNAL_SECONDS (default 5): at most this long between journal writes of a node,
+    which is how much finished work a crash can cost."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -55,4 +58,5 @@ class Settings:
             timeout_experiment_execution=_env_duration(
                 "SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION", "60m"
             ),
+            journal_seconds=float(os.environ.get("SCYTHE_JOURNAL_SECONDS", "5")),
         )

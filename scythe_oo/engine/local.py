@@ -28,7 +28,7 @@ from scythe_oo.collector import spec_json
 from scythe_oo.engine.base import Progress, RunHandle, RunPlan
 from scythe_oo.leaf import RunContext, execute_leaf
 from scythe_oo.manifest import Manifest
-from scythe_oo.node import NodeJob, NodeResult, fail_run, finalize_run, run_node
+from scythe_oo.node import NodeJob, NodeResult, OutcomeSink, fail_run, finalize_run, run_node
 from scythe_oo.outcome import LeafOutcome
 from scythe_oo.registry import REGISTRY
 from scythe_oo.settings import Settings
@@ -39,6 +39,18 @@ if TYPE_CHECKING:
 
 def _warm_up() -> int:
     return os.getpid()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Pool workers block on their queue forever if the driver is killed with SIGKILL; this
+    watchdog ends them instead of leaving orphans that keep files open."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="scythe-parent-watch", daemon=True).start()
 
 
 def run_leaf_batch(
@@ -114,7 +126,12 @@ class LocalRunHandle:
 
     def start(self) -> None:
         context = multiprocessing.get_context("fork")
-        self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=context,
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
         # With "fork", the first submit forks every worker at once: do it here, before our
         # own thread exists, so no child inherits a lock held by a thread of ours.
         self._pool.submit(_warm_up).result()
@@ -140,7 +157,7 @@ class LocalRunHandle:
         assert self._pool is not None
         try:
             self.state = "running"
-            _set_state(plan.store, plan.layout.manifest, "running")
+            _set_state(plan.store, plan.layout.manifest, "running", self.engine_run_id)
             dispatcher = _LocalDispatcher(plan, self._pool, self.workers, self)
             root = asyncio.run(run_node(plan.experiment, plan.root, plan.store, dispatcher))
             manifest = finalize_run(plan.store, plan.layout, root)
@@ -156,9 +173,9 @@ class LocalRunHandle:
             self._finished.set()
 
 
-def _set_state(store: ArtifactStore, key: str, state: str) -> None:
+def _set_state(store: ArtifactStore, key: str, state: str, engine_run_id: str | None) -> None:
     manifest = Manifest.from_yaml(store.get_bytes(key))
-    store.put_bytes(key, manifest.evolve(status=state).to_yaml())
+    store.put_bytes(key, manifest.evolve(status=state, engine_run_id=engine_run_id).to_yaml())
 
 
 class _LocalDispatcher:
@@ -203,7 +220,9 @@ class _LocalDispatcher:
         self.handle.done += sum(1 for o in outcomes if o.ok)
         self.handle.failed += sum(1 for o in outcomes if not o.ok)
 
-    async def run_leaves(self, job: NodeJob, specs: pa.Table) -> list[LeafOutcome]:
+    async def run_leaves(
+        self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
+    ) -> list[LeafOutcome]:
         pending = spec_json(specs)
         loop = asyncio.get_running_loop()
         cursor = 0
@@ -230,6 +249,7 @@ class _LocalDispatcher:
                         self.timeout_seconds,
                     )
                     self.observe(outcomes, time.perf_counter() - started)
+                await sink(outcomes)
                 collected.extend(outcomes)
 
         lanes = await asyncio.gather(*(lane() for _ in range(min(2 * self.workers, len(pending)))))

@@ -1,0 +1,136 @@
+"""Nothing lost, nothing paid twice: retry_failed and resume after a killed driver."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from counting_experiments import Counted, CountedInput, executions
+
+from scythe_oo import ExperimentRun, LocalEngine, LocalStore
+from scythe_oo.journal import LeafJournal
+from scythe_oo.layout import RunLayout
+
+pytestmark = pytest.mark.timeout(180)
+
+
+def account_for_everything(run: ExperimentRun, n: int) -> None:
+    """scalars.pq + failures.pq hold every spec exactly once."""
+    ok = list(run.results.scalars().index.get_level_values("sort_index"))
+    failed = list(run.failures().index.get_level_values("sort_index"))
+    assert sorted(ok + failed) == list(range(n))
+
+
+def test_retry_failed_reruns_only_failures(tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    counter.mkdir()
+    flag = tmp_path / "flag"
+    store = LocalStore(root=tmp_path / "store")
+    specs = [
+        CountedInput(i=i, counter_dir=str(counter), fail_until_generation_flag=str(flag))
+        for i in range(30)
+    ]
+    run = Counted.allocate(specs, store=store, engine=LocalEngine(max_workers=2)).wait(timeout=60)
+    assert run.status == "completed_with_failures"
+    failed = sorted(run.failures().index.get_level_values("sort_index"))
+    assert failed == [i for i in range(30) if i % 3 == 0]
+    account_for_everything(run, 30)
+    assert executions(counter) == {i: 1 for i in range(30)}
+
+    flag.write_text("fixed")
+    retried = run.retry_failed().wait(timeout=60)
+    assert retried.uri == run.uri
+    assert retried.status == "completed"
+    account_for_everything(retried, 30)
+    assert retried.failures().empty
+    assert retried.results.scalars()["square"].tolist() == [i * i for i in range(30)]
+    counts = executions(counter)
+    assert {i for i, c in counts.items() if c == 2} == set(failed)  # only failures ran again
+    assert all(c == 1 for i, c in counts.items() if i not in failed)
+    manifest = retried.manifest()
+    assert manifest.generation == 2
+    assert manifest.counts.succeeded == 30 and manifest.counts.failed == 0
+    assert [a["reason"] for a in manifest.attempts] == ["retry_failed"]
+    assert manifest.attempts[0]["previous_counts"]["failed"] == len(failed)
+
+
+DRIVER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from counting_experiments import Counted, CountedInput
+    from scythe_oo import LocalEngine, LocalStore
+
+    store = LocalStore(root=sys.argv[1])
+    counter = sys.argv[2]
+    specs = [CountedInput(i=i, counter_dir=counter, seconds=0.15) for i in range(60)]
+    run = Counted.allocate(specs, store=store, engine=LocalEngine(max_workers=2))
+    print(run.uri, flush=True)
+    run.wait()
+    """
+)
+
+
+def test_kill_driver_then_resume(tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    counter.mkdir()
+    store_root = tmp_path / "store"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.getcwd()]),
+        "SCYTHE_JOURNAL_SECONDS": "0",
+    }
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER, str(store_root), str(counter)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert driver.stdout is not None
+    uri = driver.stdout.readline().strip()
+    deadline = time.monotonic() + 60
+    while len(list(counter.iterdir())) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=10)
+    time.sleep(1.5)  # the pool workers notice their parent is gone and exit
+
+    run = ExperimentRun.open(uri)
+    assert run.status == "interrupted"
+    layout = RunLayout.from_experiment_id(run.experiment_id)
+    store = LocalStore(root=store_root)
+    persisted: set[int] = set()
+    for node in ("root/0", "root/1", "root/2", "root/3"):
+        persisted |= set(LeafJournal(store, layout, node).settled())
+    assert persisted, "some leaves should have been journaled before the kill"
+    before = executions(counter)
+    assert len(before) < 60, "the driver was killed too late to test anything"
+
+    resumed = Counted.resume(uri).wait(timeout=120)
+    assert resumed.status == "completed"
+    account_for_everything(resumed, 60)
+    assert resumed.results.scalars()["square"].tolist() == [i * i for i in range(60)]
+    after = executions(counter)
+    assert set(after) == set(range(60))
+    for index in persisted:
+        assert after[index] == 1, f"leaf {index} was persisted but ran again"
+    # only leaves that were in flight at the kill may have run twice
+    assert sum(after.values()) - 60 <= 2 * 2
+    assert [a["reason"] for a in resumed.manifest().attempts] == ["resume"]
+
+
+def test_resume_refuses_a_live_run(tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    counter.mkdir()
+    specs = [CountedInput(i=i, counter_dir=str(counter), seconds=0.2) for i in range(8)]
+    run = Counted.allocate(specs, store=LocalStore(root=tmp_path / "s"))
+    with pytest.raises(RuntimeError, match="still"):
+        ExperimentRun.open(run.uri).resume()
+    run.wait(timeout=60)
+    assert run.resume() is run  # a finished run is returned as it is
