@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -134,7 +134,7 @@ def submit_run(
 
 
 def _as_list(cls: type[Experiment[Any, Any]], specs: Any) -> list[Any]:
-    if isinstance(specs, str | bytes) or not isinstance(specs, Iterable):
+    if isinstance(specs, str | bytes | Mapping) or not isinstance(specs, Iterable):
         raise SpecValidationError(
             f"{cls.name}.allocate expects a {cls.schema.input_type.__name__} or a sequence of "
             f"them, got {type(specs).__name__}."
@@ -258,36 +258,32 @@ def _computed_features(
     return features
 
 
+Uploaded = dict[tuple[str, Path], str]
+"""(field, resolved local path) -> store URI of the uploaded copy."""
+
+
 def _upload_inputs(
-    store: ArtifactStore, layout: Any, files: dict[str, dict[Path, LocalFile]]
-) -> dict[Path, str]:
-    """Upload each distinct local file once, concurrently; return path -> store URI."""
-    jobs = [
-        (path, layout.artifact(field, path.name))
-        for field, known in files.items()
-        for path in known
-    ]
-    uploaded: dict[Path, str] = {}
-    seen_keys: dict[str, str] = {}
+    store: ArtifactStore, layout: RunLayout, files: dict[str, dict[Path, LocalFile]]
+) -> Uploaded:
+    """Upload each distinct file of each field once, concurrently."""
+    uploaded: Uploaded = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        futures = {}
-        for path, key in jobs:
-            if key in seen_keys:  # identical content under the same name: store once
-                uploaded[path] = seen_keys[key]
-                continue
-            futures[path] = pool.submit(store.put_file, key, path)
-            seen_keys[key] = store.uri(key)
-        for path, future in futures.items():
-            uploaded[path] = future.result()
+        futures: dict[str, Future[str]] = {}
+        for field, known in files.items():
+            for path in known:
+                key = layout.artifact(field, path.name)
+                if key not in futures:  # identical content under the same name: store once
+                    futures[key] = pool.submit(store.put_file, key, path)
+                uploaded[(field, path)] = store.uri(key)
+        for future in futures.values():
+            future.result()  # surface any upload error
     return uploaded
 
 
-def _input_artifacts_yaml(
-    uploaded: dict[Path, str], files: dict[str, dict[Path, LocalFile]]
-) -> bytes:
+def _input_artifacts_yaml(uploaded: Uploaded, files: dict[str, dict[Path, LocalFile]]) -> bytes:
     listing: dict[str, list[dict[str, str]]] = {}
     for field, known in sorted(files.items()):
-        entries = {uploaded[p]: f.digest for p, f in known.items()}
+        entries = {uploaded[(field, p)]: f.digest for p, f in known.items()}
         listing[field] = [{"uri": uri, "sha256": digest} for uri, digest in sorted(entries.items())]
     return yaml.safe_dump({"files": listing}, sort_keys=False).encode()
 
@@ -298,7 +294,7 @@ def build_specs_table(
     computed: Sequence[dict[str, Any]],
     experiment_id: str,
     run_id: str,
-    uploaded: dict[Path, str],
+    uploaded: Uploaded,
 ) -> pa.Table:
     """specs.pq: the index columns of every spec plus each spec as JSON (``__spec__``)."""
     schema = cls.schema
@@ -314,9 +310,9 @@ def build_specs_table(
         for plan in schema.file_inputs:
             value = getattr(spec, plan.name)
             if plan.kind is FieldKind.FILE_LIST and value:
-                updates[plan.name] = [_rereference(v, uploaded) for v in value]
+                updates[plan.name] = [_rereference(plan.name, v, uploaded) for v in value]
             elif value is not None:
-                updates[plan.name] = _rereference(value, uploaded)
+                updates[plan.name] = _rereference(plan.name, value, uploaded)
         final = spec.model_copy(update=updates)
         rows.append(final.user_fields())
         payloads.append(final.model_dump_json(exclude=exclude))
@@ -336,9 +332,9 @@ def build_specs_table(
 _FILE_REFERENCE = TypeAdapter(FileReference)
 
 
-def _rereference(value: Any, uploaded: dict[Path, str]) -> Any:
+def _rereference(field: str, value: Any, uploaded: Uploaded) -> Any:
     if isinstance(value, Path):
-        return _FILE_REFERENCE.validate_python(uploaded[value.expanduser().resolve()])
+        return _FILE_REFERENCE.validate_python(uploaded[(field, value.expanduser().resolve())])
     return value
 
 

@@ -91,8 +91,15 @@ class ExperimentMeta(abc.ABCMeta):
             return cls
         generic = _resolve_generic_parameters(cls)
         cls.__scythe_generic__ = generic  # type: ignore[attr-defined]
-        if namespace.get("abstract", False) or not all(_is_concrete(t) for t in generic):
+        if namespace.get("abstract", False) or any(isinstance(t, TypeVar) for t in generic):
             return cls
+        for role, tp in zip(("input", "output"), generic, strict=True):
+            if not _is_concrete(tp):
+                _fail(
+                    cls,
+                    f"the {role} type {tp!r} is not a class; write Experiment[MyInput, MyOutput] "
+                    "with your ExperimentInputSpec and ExperimentOutputSpec subclasses.",
+                )
         cls.abstract = False  # type: ignore[attr-defined]
         _validate_experiment_class(cls, namespace, generic)
         from scythe_oo.registry import REGISTRY

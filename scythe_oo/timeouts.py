@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 
 import attrs
@@ -24,9 +25,12 @@ def parse_duration(value: str | int | float | dt.timedelta) -> dt.timedelta:
         if not match:
             raise ValueError(f"duration {value!r} is not understood; write e.g. 30s, 5m, 2h or 1d")
         seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"]
-    if seconds <= 0:
-        raise ValueError(f"duration {value!r} must be positive")
-    return dt.timedelta(seconds=seconds)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"duration {value!r} must be positive and finite, e.g. 90 or '5m'")
+    try:
+        return dt.timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"duration {value!r} is too long; give at most a few years") from None
 
 
 def format_duration(value: dt.timedelta) -> str:

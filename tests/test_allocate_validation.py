@@ -340,12 +340,6 @@ def test_failed_validation_does_not_mutate_the_callers_specs(
     assert _written(store) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scythe_oo/allocate.py _upload_inputs keys uploads by Path only: a local file used in "
-    "two FileReference fields is uploaded to artifacts/<field>/ for each field, but every field "
-    "references the last upload (the other copy is orphaned and its future never checked)",
-)
 def test_file_used_in_two_fields_is_referenced_under_each_field(
     store: LocalStore, engine: LocalEngine, tmp_path: Path
 ) -> None:

@@ -196,12 +196,6 @@ def test_non_spec_output_type_is_rejected() -> None:
     assert "ExperimentOutputSpec" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="scythe_oo/experiment.py ExperimentMeta.__new__/_is_concrete: a type argument that "
-    "is neither a class nor a TypeVar (list[In], Optional[In]) makes the class silently abstract "
-    "(unregistered, no error) instead of raising ExperimentDefinitionError",
-)
 @pytest.mark.parametrize("bad", [list[Geometry], Optional[Geometry]])  # noqa: UP045
 def test_non_class_type_argument_is_rejected(bad: Any) -> None:
     with pytest.raises(ExperimentDefinitionError, match="TdefNonClassArg"):
