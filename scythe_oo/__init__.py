@@ -41,6 +41,14 @@ def __getattr__(name: str) -> object:
         from scythe_oo.store.s3 import S3Store
 
         return S3Store
+    if name == "HatchetEngine":
+        from scythe_oo.engine.hatchet import HatchetEngine
+
+        return HatchetEngine
+    if name == "WorkerConfig":
+        from scythe_oo.worker import WorkerConfig
+
+        return WorkerConfig
     raise AttributeError(f"module 'scythe_oo' has no attribute {name!r}")
 
 
@@ -54,6 +62,7 @@ __all__ = [
     "ExperimentOutputSpec",
     "ExperimentRun",
     "FileReference",
+    "HatchetEngine",
     "LeafContext",
     "LocalEngine",
     "LocalStore",
@@ -69,5 +78,6 @@ __all__ = [
     "SpecValidationError",
     "Timeouts",
     "UnknownExperimentError",
+    "WorkerConfig",
     "WorkerLabel",
 ]

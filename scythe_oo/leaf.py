@@ -19,7 +19,7 @@ import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -203,14 +203,56 @@ def execute_leaf(
             leaf_id=leaf_id,
             ok=False,
             error_type=type(exc).__name__,
-            error_message=str(exc),
-            traceback=traceback.format_exc(),
+            error_message=_clip(str(exc), 4000),
+            traceback=_clip(traceback.format_exc(), 12000),
             attempts=attempt,
             worker=worker_name,
             wall_time=time.perf_counter() - started,
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_specs(
+    cls: type[Experiment[Any, Any]],
+    specs: Sequence[ExperimentInputSpec],
+    run: RunContext,
+    *,
+    retries: int,
+    worker_name: str,
+    timeout_seconds: float | None = None,
+    log_sink: Callable[[str], None] | None = None,
+    first_attempt: int = 1,
+) -> list[LeafOutcome]:
+    """Run specs one after another, trying each failed leaf again up to ``retries`` times with
+    a short backoff; every spec yields exactly one outcome."""
+    outcomes = []
+    for spec in specs:
+        attempt = first_attempt
+        while True:
+            outcome = execute_leaf(
+                cls,
+                spec,
+                run,
+                attempt=attempt,
+                worker_name=worker_name,
+                timeout_seconds=timeout_seconds,
+                log_sink=log_sink,
+            )
+            if outcome.ok or attempt - first_attempt >= retries:
+                break
+            time.sleep(min(0.05 * 2**attempt, 2.0))
+            attempt += 1
+        outcomes.append(outcome)
+    return outcomes
+
+
+def _clip(text: str, limit: int) -> str:
+    """Keep both ends of a long text: outcomes must stay small enough for queue payloads."""
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n... [{len(text) - limit} characters cut] ...\n{text[-half:]}"
 
 
 def _validated_output(cls: type[Experiment[Any, Any]], raw: Any, sort_index: int) -> Any:

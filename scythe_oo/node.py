@@ -148,7 +148,7 @@ async def run_node(
         outcomes = await _run_journaled_leaves(job, specs, store, dispatcher)
         tables = await asyncio.to_thread(collector.from_leaves, cls.schema, specs, outcomes, store)
         leaf_parent = True
-    return await asyncio.to_thread(_write_node, store, job, tables, leaf_parent)
+    return await asyncio.to_thread(write_node, store, job, tables, leaf_parent)
 
 
 async def _run_journaled_leaves(
@@ -188,7 +188,7 @@ def _combine_children(
     return collector.combine(children)
 
 
-def _write_node(
+def write_node(
     store: ArtifactStore, job: NodeJob, tables: NodeTables, leaf_parent: bool
 ) -> NodeResult:
     keys = {}
@@ -242,6 +242,14 @@ def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> M
     )
     store.put_bytes(layout.manifest, manifest.to_yaml())
     return manifest
+
+
+def mark_running(store: ArtifactStore, layout: RunLayout, engine_run_id: str | None) -> None:
+    """Record that the engine picked the run up, and under which id it can be followed."""
+    manifest = Manifest.from_yaml(store.get_bytes(layout.manifest))
+    if manifest.status in ("allocating", "queued", "running"):
+        updated = manifest.evolve(status="running", engine_run_id=engine_run_id)
+        store.put_bytes(layout.manifest, updated.to_yaml())
 
 
 def fail_run(store: ArtifactStore, layout: RunLayout, error: str) -> None:

@@ -110,6 +110,8 @@ class ExperimentRun:
                 total=manifest.n_specs,
                 error=manifest.error,
             )
+        if self.handle is None:
+            self.handle = _attach(manifest, self.store)
         if self.handle is not None:
             return self.handle.progress()
         state: str = manifest.status
@@ -280,6 +282,15 @@ def _store_for_uri(uri: str) -> ArtifactStore:
         parts = parsed.path.strip("/").split("/")
         return S3Store(bucket=parsed.netloc, prefix="/".join(parts[:-3]))
     raise ValueError(f"{uri} is neither a file:// nor an s3:// URI")
+
+
+def _attach(manifest: Manifest, store: ArtifactStore) -> RunHandle | None:
+    """A handle on a run driven elsewhere, when its engine can report on it."""
+    if manifest.engine.get("kind") == "hatchet" and manifest.engine_run_id:
+        from scythe_oo.engine.hatchet import HatchetEngine
+
+        return HatchetEngine().attach(manifest, store)
+    return None
 
 
 def _driver_is_gone(manifest: Manifest) -> bool:

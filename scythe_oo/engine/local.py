@@ -26,9 +26,17 @@ import pyarrow as pa
 
 from scythe_oo.collector import spec_json
 from scythe_oo.engine.base import Progress, RunHandle, RunPlan
-from scythe_oo.leaf import RunContext, execute_leaf
+from scythe_oo.leaf import RunContext, run_specs
 from scythe_oo.manifest import Manifest
-from scythe_oo.node import NodeJob, NodeResult, OutcomeSink, fail_run, finalize_run, run_node
+from scythe_oo.node import (
+    NodeJob,
+    NodeResult,
+    OutcomeSink,
+    fail_run,
+    finalize_run,
+    mark_running,
+    run_node,
+)
 from scythe_oo.outcome import LeafOutcome
 from scythe_oo.registry import REGISTRY
 from scythe_oo.settings import Settings
@@ -60,26 +68,14 @@ def run_leaf_batch(
     retries: int,
     timeout_seconds: float | None,
 ) -> list[LeafOutcome]:
-    """Worker side: run a batch of specs (JSON), retrying each failed leaf up to ``retries``.
-
-    The experiment travels by name: a forked worker has the parent's registry, so classes
-    defined in a notebook, a script or a function body all work.
-    """
+    """Worker side of a batch. The experiment travels by name: a forked worker has the
+    parent's registry, so classes defined in a notebook, a script or a function body work."""
     cls = REGISTRY.get(experiment)
-    input_type = cls.schema.input_type
     worker = f"local-{socket.gethostname()}-{os.getpid()}"
-    outcomes = []
-    for raw in specs:
-        spec = input_type.model_validate_json(raw)
-        for attempt in range(1, retries + 2):
-            outcome = execute_leaf(
-                cls, spec, run, attempt=attempt, worker_name=worker, timeout_seconds=timeout_seconds
-            )
-            if outcome.ok or attempt > retries:
-                break
-            time.sleep(min(0.05 * 2**attempt, 2.0))
-        outcomes.append(outcome)
-    return outcomes
+    parsed = [cls.schema.input_type.model_validate_json(raw) for raw in specs]
+    return run_specs(
+        cls, parsed, run, retries=retries, worker_name=worker, timeout_seconds=timeout_seconds
+    )
 
 
 @attrs.frozen(kw_only=True)
@@ -157,7 +153,7 @@ class LocalRunHandle:
         assert self._pool is not None
         try:
             self.state = "running"
-            _set_state(plan.store, plan.layout.manifest, "running", self.engine_run_id)
+            mark_running(plan.store, plan.layout, self.engine_run_id)
             dispatcher = _LocalDispatcher(plan, self._pool, self.workers, self)
             root = asyncio.run(run_node(plan.experiment, plan.root, plan.store, dispatcher))
             manifest = finalize_run(plan.store, plan.layout, root)
@@ -171,11 +167,6 @@ class LocalRunHandle:
         finally:
             self._pool.shutdown(wait=True)
             self._finished.set()
-
-
-def _set_state(store: ArtifactStore, key: str, state: str, engine_run_id: str | None) -> None:
-    manifest = Manifest.from_yaml(store.get_bytes(key))
-    store.put_bytes(key, manifest.evolve(status=state, engine_run_id=engine_run_id).to_yaml())
 
 
 class _LocalDispatcher:
