@@ -15,6 +15,7 @@ smoke runs against one engine stay apart.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,13 +23,12 @@ import time
 import urllib.request
 import uuid
 from datetime import timedelta
+from typing import Any
 
 # Must be set before Hatchet() reads its settings; inherited by the worker subprocess.
 os.environ.setdefault("HATCHET_CLIENT_NAMESPACE", f"smoke_{uuid.uuid4().hex[:8]}")
 
-from pydantic import BaseModel  # noqa: E402
-
-from hatchet_sdk import (  # noqa: E402
+from hatchet_sdk import (
     Context,
     DesiredWorkerLabel,
     DurableContext,
@@ -36,6 +36,8 @@ from hatchet_sdk import (  # noqa: E402
     Hatchet,
     V1TaskStatus,
 )
+from hatchet_sdk.runnables.workflow import BaseWorkflow
+from pydantic import BaseModel
 
 hatchet = Hatchet()
 
@@ -85,16 +87,22 @@ def add(input: AddIn, ctx: Context) -> AddOut:
     return AddOut(total=input.a + input.b, worker_labels=ctx.worker_labels)
 
 
-@hatchet.task(name="smoke-square", input_validator=SquareIn, execution_timeout=timedelta(seconds=30))
+@hatchet.task(
+    name="smoke-square", input_validator=SquareIn, execution_timeout=timedelta(seconds=30)
+)
 async def square(input: SquareIn, ctx: Context) -> SquareOut:
     return SquareOut(i=input.i, square=input.i * input.i, child_key=ctx.child_key)
 
 
-@hatchet.durable_task(name="smoke-fanout", input_validator=FanIn, execution_timeout=timedelta(minutes=2))
+@hatchet.durable_task(
+    name="smoke-fanout", input_validator=FanIn, execution_timeout=timedelta(minutes=2)
+)
 async def fanout(input: FanIn, ctx: DurableContext) -> FanOut:
     # child_key makes each spawn idempotent: a replayed/retried parent re-attaches to the
     # same children instead of creating new ones.
-    items = [square.create_bulk_run_item(SquareIn(i=i), child_key=f"square-{i}") for i in range(input.n)]
+    items = [
+        square.create_bulk_run_item(SquareIn(i=i), child_key=f"square-{i}") for i in range(input.n)
+    ]
     results = await square.aio_run_many(items)
     return FanOut(squares=[r.square for r in results], child_keys=[r.child_key for r in results])
 
@@ -104,11 +112,13 @@ def boom(input: object, ctx: Context) -> dict[str, str]:
     raise RuntimeError("boom from smoke test")
 
 
-WORKFLOWS = [add, square, fanout, boom]
+WORKFLOWS: list[BaseWorkflow[Any]] = [add, square, fanout, boom]
 
 
 def run_worker() -> None:
-    worker = hatchet.worker("smoke-worker", slots=4, durable_slots=4, labels={"role": "smoke"}, workflows=WORKFLOWS)
+    worker = hatchet.worker(
+        "smoke-worker", slots=4, durable_slots=4, labels={"role": "smoke"}, workflows=WORKFLOWS
+    )
     worker.start()
 
 
@@ -150,7 +160,11 @@ def main() -> None:
         # The SDK's default bind address is 0.0.0.0.
         HATCHET_CLIENT_WORKER_HEALTHCHECK_BIND_ADDRESS="127.0.0.1",
     )
-    worker = subprocess.Popen([sys.executable, os.path.abspath(__file__), "worker"], env=env)
+    # Own session: the worker spawns a listener child process, and if the worker has to be
+    # SIGKILLed that child would otherwise be orphaned; killpg takes both.
+    worker = subprocess.Popen(
+        [sys.executable, os.path.abspath(__file__), "worker"], env=env, start_new_session=True
+    )
     try:
         t0 = time.monotonic()
         wait_healthy(port, worker)
@@ -189,11 +203,13 @@ def main() -> None:
         check("add.get_result", add.get_result(run_id).total, 42)
         print("SMOKE OK")
     finally:
+        # SIGTERM lets the worker drain; it can hang (e.g. retrying an event send that is
+        # over the gRPC size limit), hence the bounded wait and group kill.
         worker.terminate()
         try:
             worker.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            worker.kill()
+            os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
 
 

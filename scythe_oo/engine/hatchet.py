@@ -151,16 +151,22 @@ def leaf_input_model(cls: type[Experiment[Any, Any]]) -> type[LeafTaskInput]:
 
 
 _CLIENT_LOCK = threading.Lock()
-_CLIENTS: dict[int, Hatchet] = {}
+_CLIENTS: dict[tuple[int, str], Hatchet] = {}
+
+
+def _client_key() -> tuple[int, str]:
+    # A forked child needs its own connection; a changed namespace needs its own client.
+    return (os.getpid(), os.environ.get("HATCHET_CLIENT_NAMESPACE", ""))
 
 
 def hatchet_client() -> Hatchet:
-    """One client per process, created on first use from HATCHET_CLIENT_* settings."""
+    """One client per process and namespace, created on first use from HATCHET_CLIENT_*."""
     with _CLIENT_LOCK:
-        client = _CLIENTS.get(os.getpid())
+        key = _client_key()
+        client = _CLIENTS.get(key)
         if client is None:
             client = Hatchet()
-            _CLIENTS[os.getpid()] = client
+            _CLIENTS[key] = client
         return client
 
 
@@ -173,7 +179,7 @@ class HatchetTasks:
     leaf_inputs: dict[str, type[LeafTaskInput]]
 
 
-_TASKS: dict[tuple[int, frozenset[str]], HatchetTasks] = {}
+_TASKS: dict[tuple[tuple[int, str], frozenset[str]], HatchetTasks] = {}
 
 
 def hatchet_tasks(experiments: Sequence[type[Experiment[Any, Any]]] | None = None) -> HatchetTasks:
@@ -186,7 +192,7 @@ def hatchet_tasks(experiments: Sequence[type[Experiment[Any, Any]]] | None = Non
         if experiments is not None
         else [REGISTRY.get(name) for name in REGISTRY.names()]
     )
-    key = (os.getpid(), frozenset(c.name for c in classes))
+    key = (_client_key(), frozenset(c.name for c in classes))
     with _CLIENT_LOCK:
         found = _TASKS.get(key)
     if found is not None:
@@ -313,8 +319,9 @@ def _declare_scatter_gather(hatchet: Hatchet, settings: Settings) -> Any:
 
 def tasks_for(cls: type[Experiment[Any, Any]]) -> HatchetTasks:
     """The declared tasks of a worker or driver, which must include ``cls``."""
-    for (pid, names), tasks in list(_TASKS.items()):
-        if pid == os.getpid() and cls.name in names:
+    current = _client_key()
+    for (client, names), tasks in list(_TASKS.items()):
+        if client == current and cls.name in names:
             return tasks
     return hatchet_tasks([cls])
 
@@ -439,16 +446,19 @@ class HatchetEngine:
         if plan.root.max_depth == 0 and plan.n_specs == 1:
             specs = _read_specs_json(plan)
             input_model = tasks.leaf_inputs[plan.experiment.name]
-            ref = tasks.leaves[plan.experiment.name].run_no_wait(
+            ref = tasks.leaves[plan.experiment.name].run(
                 input_model(
                     experiment_id=plan.root.experiment_id,
                     store=description,
                     one_off=True,
                     specs=[json.loads(s) for s in specs],
-                )
+                ),
+                wait_for_result=False,
             )
         else:
-            ref = tasks.scatter_gather.run_no_wait(NodeTaskInput.of(plan.root, description))
+            ref = tasks.scatter_gather.run(
+                NodeTaskInput.of(plan.root, description), wait_for_result=False
+            )
         return HatchetRunHandle(
             run_id=str(ref.workflow_run_id), store=plan.store, layout=plan.layout
         )
