@@ -24,10 +24,11 @@ from pydantic import TypeAdapter, ValidationError
 from scythe_oo.collector import SPEC_COLUMN
 from scythe_oo.engine.base import RunPlan
 from scythe_oo.errors import SpecValidationError
+from scythe_oo.gcpause import paused_gc
 from scythe_oo.layout import SemVer, claim_run_folder, resolve_version
 from scythe_oo.manifest import Manifest, utc_now
 from scythe_oo.node import ROOT, NodeJob, fail_run
-from scythe_oo.schema import INDEX_PREFIX, FieldKind, scalar_columns
+from scythe_oo.schema import INDEX_PREFIX, FieldKind, index_value
 from scythe_oo.spec import ExperimentInputSpec, FileReference
 from scythe_oo.strategies import resolve_engine, resolve_recursion, resolve_store
 from scythe_oo.tables import write_table
@@ -63,10 +64,11 @@ def allocate_run(
     from scythe_oo.run import ExperimentRun
 
     one_off = isinstance(specs, ExperimentInputSpec)
-    items = [specs] if one_off else _as_list(cls, specs)
-    validated = validate_specs(cls, items)
-    files = check_local_files(cls, validated)
-    computed = _computed_features(cls, validated)
+    with paused_gc():
+        items = [specs] if one_off else _as_list(cls, specs)
+        validated = validate_specs(cls, items)
+        files = check_local_files(cls, validated)
+        computed = _computed_features(cls, validated)
 
     store = resolve_store(cls, store)
     engine = resolve_engine(cls, engine)
@@ -92,7 +94,10 @@ def allocate_run(
     layout = claim_run_folder(store, cls.name, semver, manifest.to_yaml())
     try:
         uploaded = _upload_inputs(store, layout, files)
-        table = build_specs_table(cls, validated, computed, layout.experiment_id, run_id, uploaded)
+        with paused_gc():
+            table = build_specs_table(
+                cls, validated, computed, layout.experiment_id, run_id, uploaded
+            )
         write_table(store, layout.specs, table)
         store.put_bytes(
             layout.io_spec, yaml.safe_dump(cls.schema.io_spec(), sort_keys=False).encode()
@@ -151,7 +156,6 @@ def _as_list(cls: type[Experiment[Any, Any]], specs: Any) -> list[Any]:
 def validate_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> list[Any]:
     """Validated copies of ``items``; one error lists every bad position."""
     input_type = cls.schema.input_type
-    computed = set(input_type.model_computed_fields)
     problems: list[str] = []
     validated: list[Any] = []
     for position, item in enumerate(items):
@@ -162,7 +166,9 @@ def validate_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> lis
             )
             continue
         try:
-            data = item.model_dump(exclude=computed) if isinstance(item, input_type) else item
+            # dict(model) is the shallow field mapping: re-validating it catches values mutated
+            # after construction without copying the caller's nested objects.
+            data = dict(item.__dict__) if isinstance(item, input_type) else item
             validated.append(input_type.model_validate(data))
         except ValidationError as exc:
             for error in exc.errors():
@@ -298,31 +304,38 @@ def build_specs_table(
 ) -> pa.Table:
     """specs.pq: the index columns of every spec plus each spec as JSON (``__spec__``)."""
     schema = cls.schema
-    exclude = set(schema.input_type.model_computed_fields)
-    rows: list[dict[str, Any]] = []
+    exclude = set(ExperimentInputSpec.BOOKKEEPING_FIELDS) | set(
+        schema.input_type.model_computed_fields
+    )
+    head = (
+        f'{{"experiment_id":{json.dumps(experiment_id)},"root_workflow_run_id":{json.dumps(run_id)}'
+    )
+    finals: list[Any] = []
     payloads: list[str] = []
     for position, spec in enumerate(specs):
-        updates: dict[str, Any] = {
-            "experiment_id": experiment_id,
-            "sort_index": position,
-            "root_workflow_run_id": run_id,
-        }
+        updates: dict[str, Any] = {}
         for plan in schema.file_inputs:
             value = getattr(spec, plan.name)
             if plan.kind is FieldKind.FILE_LIST and value:
                 updates[plan.name] = [_rereference(plan.name, v, uploaded) for v in value]
             elif value is not None:
                 updates[plan.name] = _rereference(plan.name, value, uploaded)
-        final = spec.model_copy(update=updates)
-        rows.append(final.user_fields())
-        payloads.append(final.model_dump_json(exclude=exclude))
+        final = spec.model_copy(update=updates) if updates else spec
+        finals.append(final)
+        # Bookkeeping is spliced into the JSON rather than copied into each model: for 10^6
+        # specs the copies would cost more than everything else allocate does.
+        body = final.model_dump_json(exclude=exclude)
+        tail = body[1:] if body == "{}" else "," + body[1:]
+        payloads.append(f'{head},"sort_index":{position}{tail}')
     n = len(specs)
     columns: dict[str, pa.Array] = {
         "experiment_id": pa.array([experiment_id] * n, type=pa.string()),
         "sort_index": pa.array(range(n), type=pa.int64()),
         "root_workflow_run_id": pa.array([run_id] * n, type=pa.string()),
     }
-    columns.update(scalar_columns(schema.indexed_inputs, rows))
+    for plan in schema.indexed_inputs:
+        values = [index_value(plan, getattr(final, plan.name)) for final in finals]
+        columns[plan.name] = pa.array(values, type=plan.arrow_type)
     for name in computed[0] if computed else {}:
         columns[name] = pa.array([_plain(row[name]) for row in computed])
     columns[SPEC_COLUMN] = pa.array(payloads, type=pa.string())

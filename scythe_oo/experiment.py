@@ -11,6 +11,8 @@ import abc
 import inspect
 import logging
 import re
+import shutil
+import tempfile
 import typing
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -54,7 +56,6 @@ class LeafContext:
     output files there and return their Paths in FileReference fields.
     """
 
-    workdir: Path
     sort_index: int
     experiment_id: str
     leaf_id: str
@@ -63,6 +64,21 @@ class LeafContext:
     fetch: Callable[[str], Path] = attrs.field(repr=False)
     upload: Callable[[str, Path], str] = attrs.field(repr=False)
     log_sink: Callable[[str], None] | None = attrs.field(default=None, repr=False)
+    workdir_prefix: str = attrs.field(default="scythe-leaf-", repr=False)
+    _workdir: Path | None = attrs.field(default=None, init=False, repr=False)
+
+    @property
+    def workdir(self) -> Path:
+        """Created on first use: most simulations never touch the disk, and a directory per
+        leaf would otherwise cost more than a tiny simulation itself."""
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix=self.workdir_prefix))
+        return self._workdir
+
+    def cleanup(self) -> None:
+        """Remove the workdir, if the leaf created one."""
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
 
     def log(self, message: str) -> None:
         """Send a line to the run's log (Hatchet's task log on the distributed engine)."""
@@ -270,7 +286,7 @@ class Experiment(Generic[InputT, OutputT], metaclass=ExperimentMeta):
                 updates[plan.name] = [ctx.fetch(file_uri(v)) for v in value]
             else:
                 updates[plan.name] = ctx.fetch(file_uri(value))
-        return spec.model_copy(update=updates)
+        return spec.model_copy(update=updates) if updates else spec
 
     def publish_outputs(self, output: OutputT, ctx: LeafContext) -> OutputT:
         """Called after ``run``: upload local output files and reference them by URI.
@@ -281,11 +297,11 @@ class Experiment(Generic[InputT, OutputT], metaclass=ExperimentMeta):
         from scythe_oo.errors import OutputValidationError
 
         updates: dict[str, Any] = {}
-        workdir = ctx.workdir.resolve()
         for plan in type(self).schema.file_outputs:
             value = getattr(output, plan.name)
             if not isinstance(value, Path):
                 continue
+            workdir = ctx.workdir.resolve()
             path = (value if value.is_absolute() else workdir / value).resolve()
             if workdir not in path.parents:
                 raise OutputValidationError(
@@ -298,7 +314,7 @@ class Experiment(Generic[InputT, OutputT], metaclass=ExperimentMeta):
                     "returning its Path."
                 )
             updates[plan.name] = ctx.upload(plan.name, path)
-        return output.model_copy(update=updates)
+        return output.model_copy(update=updates) if updates else output
 
     # ----------------------------------------------------------------- driver side
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import io
 import logging
 import multiprocessing.util
 import os
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import traceback
@@ -52,7 +51,7 @@ class RunContext:
     experiment_id: str
     store: ArtifactStore
 
-    @property
+    @functools.cached_property
     def layout(self) -> RunLayout:
         return RunLayout.from_experiment_id(self.experiment_id)
 
@@ -152,13 +151,12 @@ def execute_leaf(
     layout = run.layout
     leaf_id = leaf_id_for(spec.sort_index)
     started = time.perf_counter()
-    workdir = Path(tempfile.mkdtemp(prefix=f"scythe-{cls.name}-{leaf_id}-"))
 
     def upload(field: str, path: Path) -> str:
         return run.store.put_file(layout.result_file(field, leaf_id, "".join(path.suffixes)), path)
 
     ctx = LeafContext(
-        workdir=workdir,
+        workdir_prefix=f"scythe-{cls.name}-{leaf_id}-",
         sort_index=spec.sort_index,
         experiment_id=run.experiment_id,
         leaf_id=leaf_id,
@@ -171,6 +169,7 @@ def execute_leaf(
     try:
         experiment = host.instance(cls)
         with _deadline(timeout_seconds):
+            # Each leaf gets its own copy: a run that mutates its spec cannot affect a retry.
             local_spec = experiment.fetch_inputs(spec.model_copy(), ctx)
             try:
                 raw = experiment.run(local_spec, ctx)
@@ -210,7 +209,7 @@ def execute_leaf(
             wall_time=time.perf_counter() - started,
         )
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        ctx.cleanup()
 
 
 def run_specs(
@@ -227,7 +226,7 @@ def run_specs(
     """Run specs one after another, trying each failed leaf again up to ``retries`` times with
     a short backoff; every spec yields exactly one outcome."""
     outcomes = []
-    for spec in specs:
+    for spec in specs:  # the collector stays on: user code may well create cycles
         attempt = first_attempt
         while True:
             outcome = execute_leaf(

@@ -29,6 +29,7 @@ from scythe_oo.collector import (
     index_names,
 )
 from scythe_oo.errors import ArtifactNotFoundError
+from scythe_oo.gcpause import paused_gc
 from scythe_oo.journal import LeafJournal
 from scythe_oo.layout import RunLayout
 from scythe_oo.manifest import Counts, Manifest, utc_now
@@ -146,7 +147,9 @@ async def run_node(
         leaf_parent = False
     else:
         outcomes = await _run_journaled_leaves(job, specs, store, dispatcher)
-        tables = await asyncio.to_thread(collector.from_leaves, cls.schema, specs, outcomes, store)
+        tables = await asyncio.to_thread(
+            _tables_from_leaves, collector, cls, specs, outcomes, store
+        )
         leaf_parent = True
     return await asyncio.to_thread(write_node, store, job, tables, leaf_parent)
 
@@ -176,6 +179,17 @@ async def _run_journaled_leaves(
         await asyncio.to_thread(journal.flush)
     previous = {index: keep[index] for index in sort_index if index in keep}
     return [*previous.values(), *fresh]
+
+
+def _tables_from_leaves(
+    collector: ResultCollector,
+    cls: type[Experiment[Any, Any]],
+    specs: pa.Table,
+    outcomes: Sequence[LeafOutcome],
+    store: ArtifactStore,
+) -> NodeTables:
+    with paused_gc():
+        return collector.from_leaves(cls.schema, specs, outcomes, store)
 
 
 def _combine_children(

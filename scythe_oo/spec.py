@@ -87,7 +87,7 @@ class ExperimentInputSpec(BaseModel):
     results index and the documentation in ``experiment_io_spec.yml``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_default=True)
+    model_config = ConfigDict(extra="forbid")
 
     experiment_id: str = Field(
         default="",
