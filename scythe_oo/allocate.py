@@ -25,7 +25,7 @@ from scythe_oo.collector import SPEC_COLUMN
 from scythe_oo.engine.base import RunPlan
 from scythe_oo.errors import SpecValidationError
 from scythe_oo.gcpause import paused_gc
-from scythe_oo.layout import SemVer, claim_run_folder, resolve_version
+from scythe_oo.layout import SemVer, claim_run_folder, resolve_version, safe_name
 from scythe_oo.manifest import Manifest, utc_now
 from scythe_oo.node import ROOT, NodeJob, fail_run
 from scythe_oo.schema import INDEX_PREFIX, FieldKind, index_value
@@ -218,15 +218,16 @@ def check_local_files(
                 )
                 continue
             local = LocalFile(path, _sha256(path))
-            other = by_name.get((field, path.name))
+            stored_name = safe_name(path.name)
+            other = by_name.get((field, stored_name))
             if other is not None and other.digest != local.digest:
                 problems.append(
                     f"spec #{position}: field {field!r}: {path} and {other.path} are different "
-                    f"files with the same name {path.name!r}; they would overwrite each other "
-                    "in the run folder. Rename one of them."
+                    f"files stored under the same name {stored_name!r}; they would overwrite "
+                    "each other in the run folder. Rename one of them."
                 )
                 continue
-            by_name[(field, path.name)] = local
+            by_name[(field, stored_name)] = local
             known[path] = local
     if problems:
         raise SpecValidationError(

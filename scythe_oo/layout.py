@@ -18,6 +18,19 @@ from scythe_oo.store.base import join_key
 if TYPE_CHECKING:
     from scythe_oo.store.base import ArtifactStore
 
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str) -> str:
+    """A file name that cannot leave its folder or surprise a shell, an S3 console or Windows.
+
+    Names come from users' files and specs, so anything outside letters, digits, '.', '_' and
+    '-' becomes '_', and leading dots are dropped ('..' and hidden files cannot arise).
+    """
+    cleaned = _UNSAFE.sub("_", name).lstrip(".")
+    return cleaned[:200] or "file"
+
+
 _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 _TIMESTAMP = re.compile(r"^\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2}(?:-\d+)?$")
 TIMESTAMP_FORMAT = "%Y-%m-%d_%H-%M-%S"
@@ -131,7 +144,7 @@ class RunLayout:
         return self.key("specs.pq")
 
     def artifact(self, field: str, file_name: str) -> str:
-        return self.key("artifacts", field, file_name)
+        return self.key("artifacts", field, safe_name(file_name))
 
     def node_input(self, node: str) -> str:
         return self.key("scatter-gather", "input", f"{node}.pq")
@@ -143,7 +156,7 @@ class RunLayout:
         return self.key("scatter-gather", "output", node)
 
     def result_file(self, field: str, leaf_id: str, suffix: str) -> str:
-        return self.key("results", field, f"{leaf_id}{suffix}")
+        return self.key("results", field, safe_name(f"{leaf_id}{suffix}"))
 
     def leaf_dataframe(self, name: str, leaf_id: str) -> str:
         return self.key("results", "dataframes", name, f"{leaf_id}.pq")

@@ -56,6 +56,28 @@ class HighMemoryProbe(Probe):
     worker_labels = frozenset({WorkerLabel.HIGH_MEMORY})
 
 
+class FinishingProbeInput(ProbeInput):
+    done_dir: str = ""
+
+
+class FinishingProbe(Experiment[FinishingProbeInput, ProbeOutput]):
+    """Like Probe, and also writes a "done" marker in done_dir when run() returns."""
+
+    name = "probe_finishing"
+    recursion = RecursionPolicy(factor=4, max_depth=1)
+
+    def run(self, spec: FinishingProbeInput, ctx: LeafContext) -> ProbeOutput:
+        worker = os.environ.get("SCYTHE_WORKER_NAME", "")
+        if spec.counter_dir:
+            marker = f"{spec.i}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            Path(spec.counter_dir, marker).write_text(worker)
+        time.sleep(spec.seconds)
+        if spec.done_dir:
+            marker = f"{spec.i}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+            Path(spec.done_dir, marker).write_text(worker)
+        return ProbeOutput(square=spec.i * spec.i, worker=worker, pid=os.getpid())
+
+
 def executions(counter_dir: Path) -> dict[int, int]:
     counts: dict[int, int] = {}
     for path in counter_dir.iterdir():

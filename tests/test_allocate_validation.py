@@ -238,7 +238,7 @@ def test_same_file_referenced_by_many_specs_is_uploaded_once(
     run = TallocCircle.allocate(specs, store=store, engine=engine).wait(timeout=60)
     assert run.status == "completed"
 
-    artifacts = store.root / run.layout.artifact("weather", "")
+    artifacts = store.root / run.layout.key("artifacts", "weather")
     assert [p.name for p in artifacts.iterdir()] == ["weather.csv"]
     uploaded = store.uri(run.layout.artifact("weather", "weather.csv"))
     listing = yaml.safe_load(store.get_bytes(run.layout.input_artifacts))

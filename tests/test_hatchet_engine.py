@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from fixtures_hatchet import WorkerProcess
-from hatchet_experiments import Probe, ProbeInput
+from hatchet_experiments import (
+    FinishingProbe,
+    FinishingProbeInput,
+    HighMemoryProbe,
+    Probe,
+    ProbeInput,
+    executions,
+)
+from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
 from test_example_end_to_end import comparable
 
 from examples.building_energy.experiment import SimulateEnergy
 from examples.building_energy.sample import sample
 from scythe_oo import ExperimentRun, HatchetEngine, LocalEngine, RecursionPolicy
+from scythe_oo.engine.hatchet import SCATTER_GATHER_TASK, hatchet_client
+from scythe_oo.errors import RunFailedError
 from scythe_oo.store.s3 import S3Store
 
 pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(300)]
@@ -62,3 +77,251 @@ def test_one_off_single_spec(start_worker: StartWorker, s3_store: S3Store) -> No
     assert run.status == "completed"
     assert run.manifest().one_off
     assert run.results.scalars()["square"].tolist() == [49]
+
+
+# --------------------------------------------------------------------------- helpers (engine side)
+
+
+def namespace_task_runs(namespace: str, since: dt.datetime, page: int = 500) -> list[Any]:
+    """Every task run (node and leaf) of ``namespace`` created since ``since``, with payloads,
+    read from the engine's REST API."""
+    runs = hatchet_client().runs
+    until = dt.datetime.now(tz=dt.UTC) + dt.timedelta(minutes=1)
+    found: dict[str, Any] = {}
+    offset = 0
+    while True:
+        listed = runs.list(
+            since=since,
+            until=until,
+            only_tasks=True,
+            include_payloads=True,
+            offset=offset,
+            limit=page,
+        )
+        for row in listed.rows:
+            if (row.workflow_name or row.display_name or "").startswith(namespace):
+                found[row.metadata.id] = row
+        if len(listed.rows) < page:
+            return list(found.values())
+        offset += page
+
+
+def leaf_runs(rows: list[Any], namespace: str, experiment: str) -> list[Any]:
+    return [r for r in rows if r.workflow_name == f"{namespace}{experiment}"]
+
+
+def leaf_index(row: Any) -> int:
+    """The spec index of a leaf task run, from its input payload (one spec per leaf)."""
+    (spec,) = row.input["input"]["specs"]
+    return int(spec["i"])
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``condition`` until it holds; return the seconds it took."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"{what}: not within {timeout}s")
+        time.sleep(0.1)
+    return time.monotonic() - start
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(tz=dt.UTC)
+
+
+# --------------------------------------------------------------------------- fault tolerance
+
+
+def test_worker_killed_mid_run_is_replaced(
+    start_worker: StartWorker, s3_store: S3Store, hatchet_namespace: str, tmp_path: Path
+) -> None:
+    started, done = tmp_path / "started", tmp_path / "done"
+    started.mkdir()
+    done.mkdir()
+    slots = 2
+    n = 40
+    since = utc_now() - dt.timedelta(seconds=5)
+    w1 = start_worker("w1", slots=str(slots))
+    specs = [
+        FinishingProbeInput(i=i, counter_dir=str(started), done_dir=str(done), seconds=0.3)
+        for i in range(n)
+    ]
+    run = FinishingProbe.allocate(
+        specs,
+        store=s3_store,
+        engine=HatchetEngine(),
+        recursion=RecursionPolicy(factor=4, max_depth=1),
+    )
+    wait_until(lambda: len(list(started.iterdir())) >= 10, 90, "10 leaves started on w1")
+
+    # What the engine had recorded as finished, read just before the kill.
+    name = FinishingProbe.name
+    rows = leaf_runs(namespace_task_runs(hatchet_namespace, since), hatchet_namespace, name)
+    finished = {leaf_index(r) for r in rows if r.status == V1TaskStatus.COMPLETED}
+    w1.kill()
+    killed_at, killed_wall = time.monotonic(), time.time()
+    started_before_kill = executions(started)
+    done_before_kill = executions(done)
+    w2 = start_worker("w2", slots=str(slots))
+
+    try:
+        run.wait(timeout=200)
+    except (TimeoutError, RunFailedError) as exc:
+        raise AssertionError(f"{exc}\n--- w1:\n{w1.log_tail()}\n--- w2:\n{w2.log_tail()}") from exc
+    recovered = time.monotonic() - killed_at
+    counts = executions(started)
+    twice = {i: c for i, c in counts.items() if c > 1}
+    reruns = [
+        p.stat().st_mtime - killed_wall
+        for p in started.iterdir()
+        if int(p.name.split("-", 1)[0]) in twice and p.stat().st_mtime > killed_wall
+    ]
+    print(
+        f"\nkilled w1 after {sum(started_before_kill.values())} starts "
+        f"({len(finished)} leaves completed in Hatchet, {len(done_before_kill)} done markers); "
+        f"in-flight leaves re-ran {sorted(round(t, 1) for t in reruns)}s after the kill; "
+        f"run completed {recovered:.1f}s after the kill"
+    )
+
+    assert run.status == "completed", run.progress()
+    account_for_everything(run, n)
+    scalars = run.results.scalars().reset_index()
+    assert sorted(scalars["sort_index"]) == list(range(n))
+    assert (scalars["square"] == scalars["sort_index"] ** 2).all()
+    assert set(scalars["worker"]) <= {"w1", "w2"}
+    assert "w2" in set(scalars["worker"]), "the replacement worker ran nothing"
+
+    # The snapshot is real: Hatchet-completed leaves had all returned from run().
+    assert finished, "nothing had completed before the kill; the snapshot proves nothing"
+    assert finished <= set(done_before_kill)
+    assert set(counts) == set(range(n))
+    assert set(executions(done)) == set(range(n))
+    # No leaf that had finished before the kill ran again...
+    assert {i: counts[i] for i in finished if counts[i] != 1} == {}
+    # ...and only leaves in flight at the kill (at most one per slot) ran twice.
+    assert set(twice) <= set(started_before_kill) - finished
+    assert len(twice) <= slots and max(twice.values(), default=1) <= 2, twice
+
+
+# --------------------------------------------------------------------------- routing and roles
+
+
+def test_labels_route_leaves(start_worker: StartWorker, s3_store: S3Store) -> None:
+    start_worker("general", slots="4")
+    start_worker("bigmem", slots="4", does_fan="false", high_memory="true")
+    big = HighMemoryProbe.allocate(
+        [ProbeInput(i=i, seconds=0.2) for i in range(12)], store=s3_store, engine=HatchetEngine()
+    )
+    plain = Probe.allocate(
+        [ProbeInput(i=i, seconds=0.2) for i in range(12)], store=s3_store, engine=HatchetEngine()
+    )
+    big.wait(timeout=120)
+    plain.wait(timeout=120)
+    for run in (big, plain):
+        assert run.status == "completed", run.progress()
+        account_for_everything(run, 12)
+        scalars = run.results.scalars()
+        assert (scalars["square"] == scalars.index.get_level_values("sort_index") ** 2).all()
+    assert set(big.results.scalars()["worker"]) == {"bigmem"}
+    assert set(plain.results.scalars()["worker"]) <= {"general", "bigmem"}
+
+
+def test_fan_and_leaf_roles_split(
+    start_worker: StartWorker, s3_store: S3Store, tmp_path: Path
+) -> None:
+    """A fan-only worker runs nodes but no leaf: the run waits for a leaf worker."""
+    counter = tmp_path / "started"
+    counter.mkdir()
+    start_worker("fan", does_leaf="false")
+    run = Probe.allocate(
+        [ProbeInput(i=i, counter_dir=str(counter)) for i in range(8)],
+        store=s3_store,
+        engine=HatchetEngine(),
+    )
+    time.sleep(10)
+    assert run.status == "running"  # the root node runs; its leaves have nowhere to go
+    assert list(counter.iterdir()) == []
+    start_worker("leaf", does_fan="false")
+    run.wait(timeout=120)
+    assert run.status == "completed", run.progress()
+    account_for_everything(run, 8)
+    assert set(run.results.scalars()["worker"]) == {"leaf"}
+    assert executions(counter) == dict.fromkeys(range(8), 1)
+
+
+def test_leaf_only_worker_runs_no_node(
+    start_worker: StartWorker, s3_store: S3Store, tmp_path: Path
+) -> None:
+    """A leaf-only worker runs no node: the run stays queued until a fan worker comes."""
+    counter = tmp_path / "started"
+    counter.mkdir()
+    start_worker("leaf", does_fan="false")
+    run = Probe.allocate(
+        [ProbeInput(i=i, counter_dir=str(counter)) for i in range(8)],
+        store=s3_store,
+        engine=HatchetEngine(),
+    )
+    time.sleep(10)
+    assert run.status == "queued"
+    assert run.manifest().status == "queued"  # no node ever marked it running
+    assert list(counter.iterdir()) == []
+    start_worker("fan", does_leaf="false")
+    run.wait(timeout=120)
+    assert run.status == "completed", run.progress()
+    account_for_everything(run, 8)
+    assert set(run.results.scalars()["worker"]) == {"leaf"}
+    assert executions(counter) == dict.fromkeys(range(8), 1)
+
+
+# --------------------------------------------------------------------------- scale
+
+
+def test_thousand_leaves_payloads_stay_small(
+    start_worker: StartWorker, s3_store: S3Store, hatchet_namespace: str, tmp_path: Path
+) -> None:
+    n = 1000
+    counter = tmp_path / "started"
+    counter.mkdir()
+    start_worker("big1", slots="8")
+    start_worker("big2", slots="8")
+    since = utc_now() - dt.timedelta(seconds=5)
+    began = time.monotonic()
+    run = Probe.allocate(
+        [ProbeInput(i=i, counter_dir=str(counter)) for i in range(n)],
+        store=s3_store,
+        engine=HatchetEngine(),
+        recursion=RecursionPolicy(factor=10, max_depth=1),
+    )
+    run.wait(timeout=200)
+    elapsed = time.monotonic() - began
+    assert run.status == "completed", run.progress()
+    account_for_everything(run, n)
+    scalars = run.results.scalars()
+    assert (scalars["square"] == scalars.index.get_level_values("sort_index") ** 2).all()
+    assert executions(counter) == dict.fromkeys(range(n), 1)
+
+    # Measure what went through the engine: every task run of this test, node and leaf.
+    rows = namespace_task_runs(hatchet_namespace, since)
+    leaves = leaf_runs(rows, hatchet_namespace, Probe.name)
+    nodes = leaf_runs(rows, hatchet_namespace, SCATTER_GATHER_TASK)
+    assert len(leaves) >= n
+    assert sorted(leaf_index(r) for r in leaves) == list(range(n))
+    assert len(nodes) == 11  # the root and its 10 children
+    assert all(r.status == V1TaskStatus.COMPLETED for r in leaves + nodes)
+    assert not any(r.payloads_restricted for r in rows)
+    sizes = {
+        kind: (
+            max(len(json.dumps(r.input)) for r in group),
+            max(len(json.dumps(r.output)) for r in group),
+        )
+        for kind, group in (("leaf", leaves), ("node", nodes))
+    }
+    print(
+        f"\n{n} leaves in {elapsed:.1f}s ({n / elapsed:.1f} leaves/s, allocate to completed); "
+        f"max payload bytes (input, output): leaf {sizes['leaf']}, node {sizes['node']}; "
+        f"{len(rows)} task runs measured"
+    )
+    for kind, (largest_input, largest_output) in sizes.items():
+        assert largest_input < 64 * 1024, (kind, largest_input)
+        assert largest_output < 64 * 1024, (kind, largest_output)

@@ -1,0 +1,447 @@
+"""Benchmarks of scythe_oo against hand-written baselines, measured side by side in one run.
+
+    .venv/bin/python -m benchmarks.run [--quick] [--only NAME ...]
+
+Every benchmark measures the framework and its baseline in the same invocation, interleaved and
+repeated where that is affordable, so a busy machine slows both sides alike and the ratio stays
+meaningful even when the absolute times do not. Prints a table and merges the figures into
+benchmarks/results.json (one entry per benchmark, each with its own date and size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.experiments import BenchNoop, NoopInput, noop
+from scythe_oo import LocalEngine, LocalStore, RecursionPolicy
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = Path(__file__).resolve().parent / "results.json"
+WORKERS = 2
+CHILD_TIMEOUT = 20 * 60
+
+Row = dict[str, Any]
+
+
+def row(metric: str, framework: Any, baseline: Any, ratio: float | None, target: str) -> Row:
+    """One line of the table; ``met`` is None when a side did not finish."""
+    if ratio is None:
+        met = None
+    elif target.startswith(">="):
+        met = ratio >= float(target[2:])
+    else:
+        met = ratio <= float(target[2:])
+    return {
+        "metric": metric,
+        "framework": framework,
+        "baseline": baseline,
+        "ratio": ratio,
+        "target": target,
+        "met": met,
+    }
+
+
+# --------------------------------------------------------------------------- child processes
+
+
+def run_child(args: list[str], timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
+    """``benchmarks.gather_child`` in a fresh process. Its RSS is also sampled from here, so a
+    side that times out still reports how much memory it had reached."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.gather_child", *args],
+            stdout=out,
+            stderr=err,
+            cwd=ROOT,
+            start_new_session=True,  # its pool workers share its group: killpg ends them all
+        )
+        watched = psutil.Process(proc.pid)
+        sampled = 0
+        started = time.monotonic()
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                sampled = max(sampled, watched.memory_info().rss)
+            if time.monotonic() - started > timeout:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return {"timeout": True, "seconds": None, "sampled_peak_rss_mib": sampled / 2**20}
+            time.sleep(0.25)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            tail = err.read().decode(errors="replace")[-2000:]
+            return {"error": f"exit {proc.returncode}: {tail}", "seconds": None}
+        report: dict[str, Any] = json.loads(out.read().decode().strip().splitlines()[-1])
+        report["sampled_peak_rss_mib"] = sampled / 2**20
+        return report
+
+
+def _fmt_side(report: dict[str, Any], key: str, unit: str) -> str:
+    if report.get("timeout"):
+        return f"timeout (>{CHILD_TIMEOUT}s, RSS >= {report['sampled_peak_rss_mib']:.0f} MiB)"
+    if report.get("error"):
+        return "error"
+    return f"{report[key]:.1f} {unit}"
+
+
+# --------------------------------------------------------------------------- 1. local_overhead
+
+
+def _framework_seconds(specs: list[NoopInput]) -> float:
+    with tempfile.TemporaryDirectory(prefix="scythe-bench-") as root:
+        started = time.perf_counter()
+        run = BenchNoop.allocate(
+            specs, store=LocalStore(root=root), engine=LocalEngine(max_workers=WORKERS)
+        )
+        run.wait(progress=False)
+        seconds = time.perf_counter() - started
+        assert run.status == "completed", run.status
+    return seconds
+
+
+def _pool_seconds(specs: list[NoopInput]) -> float:
+    started = time.perf_counter()
+    with ProcessPoolExecutor(WORKERS) as pool:
+        chunksize = max(1, len(specs) // (4 * WORKERS))
+        results = list(pool.map(noop, specs, chunksize=chunksize))
+    seconds = time.perf_counter() - started
+    assert len(results) == len(specs)
+    return seconds
+
+
+def local_overhead(quick: bool) -> dict[str, Any]:
+    """20,000 no-op leaves: allocate->wait against a bare ProcessPoolExecutor.map of the same
+    function over the same spec objects. Best of 3, the two sides interleaved."""
+    n, reps = 20_000, 1 if quick else 3
+    specs = [NoopInput(x=float(i)) for i in range(n)]
+    framework, baseline = [], []
+    for _ in range(reps):
+        baseline.append(_pool_seconds(specs))
+        framework.append(_framework_seconds(specs))
+    fw, base = min(framework), min(baseline)
+    return {
+        "n": n,
+        "repeats": reps,
+        "framework_s": framework,
+        "baseline_s": baseline,
+        "rows": [row("seconds (best)", round(fw, 3), round(base, 3), fw / base, "<=1.5")],
+    }
+
+
+# --------------------------------------------------------------------------- 2. gather_scale
+
+
+def gather_scale(quick: bool) -> dict[str, Any]:
+    """10^6 leaves with 10 inputs and 10 scalar outputs gathered to one Parquet table through a
+    3-level tree, against one-row DataFrames + pandas.concat. Each side in its own process."""
+    n = 100_000 if quick else 1_000_000
+    common = ["--experiment", "wide", "--n", str(n), "--factor", "10", "--max-depth", "3"]
+    baseline = run_child(["--side", "baseline", *common])
+    framework = run_child(["--side", "framework", *common])
+
+    def ratio(key: str) -> float | None:
+        if framework.get("seconds") is None:
+            return None
+        if baseline.get("timeout") and key == "seconds":
+            return framework["seconds"] / CHILD_TIMEOUT  # an upper bound: the baseline ran longer
+        if baseline.get("seconds") is None:
+            return None
+        return float(framework[key]) / float(baseline[key])
+
+    rows = [
+        row(
+            "driver peak RSS",
+            _fmt_side(framework, "peak_rss_mib", "MiB"),
+            _fmt_side(baseline, "peak_rss_mib", "MiB"),
+            ratio("peak_rss_mib"),
+            "<=0.333",
+        ),
+        row(
+            "seconds",
+            _fmt_side(framework, "seconds", "s"),
+            _fmt_side(baseline, "seconds", "s"),
+            ratio("seconds"),
+            "<=1.0",
+        ),
+    ]
+    return {"n": n, "framework": framework, "baseline": baseline, "rows": rows}
+
+
+# --------------------------------------------------------------------------- 3. scaling
+
+
+def scaling(quick: bool) -> dict[str, Any]:
+    """No-op runs of 10^3, 10^4 and 10^5 leaves, each in a fresh process: time per leaf and
+    driver peak RSS should not grow with the sweep. The 10^3 run is the baseline."""
+    sizes, reps = [1_000, 10_000, 100_000], 1 if quick else 3
+    runs: dict[int, list[dict[str, Any]]] = {n: [] for n in sizes}
+    for _ in range(reps):
+        for n in sizes:
+            args = ["--side", "framework", "--experiment", "noop", "--n", str(n)]
+            report = run_child([*args, "--factor", "10", "--max-depth", "1"])
+            if report.get("seconds") is None:
+                raise RuntimeError(f"scaling run of {n} failed: {report}")
+            runs[n].append(report)
+    best = {n: min(runs[n], key=lambda r: r["seconds"]) for n in sizes}
+    per_leaf_us = {n: best[n]["seconds"] / n * 1e6 for n in sizes}
+    # The caller's own specs are in the driver's RSS whatever the framework does; net them out.
+    own_mib = {n: min(r["peak_rss_mib"] - r["specs_rss_mib"] for r in runs[n]) for n in sizes}
+    small, large = sizes[0], sizes[-1]
+    rows = [
+        row(
+            f"us/leaf, 10^5 vs 10^3 [10^4: {per_leaf_us[10_000]:.0f}]",
+            round(per_leaf_us[large], 1),
+            round(per_leaf_us[small], 1),
+            per_leaf_us[large] / per_leaf_us[small],
+            "<=1.2",
+        ),
+        row(
+            f"peak RSS above specs MiB [10^4: {own_mib[10_000]:.0f}]",
+            round(own_mib[large], 1),
+            round(own_mib[small], 1),
+            own_mib[large] / own_mib[small],
+            "<=1.5",
+        ),
+    ]
+    return {
+        "sizes": sizes,
+        "repeats": reps,
+        "per_leaf_us": per_leaf_us,
+        "peak_rss_mib": {n: min(r["peak_rss_mib"] for r in runs[n]) for n in sizes},
+        "specs_rss_mib": {n: best[n]["specs_rss_mib"] for n in sizes},
+        "rows": rows,
+    }
+
+
+# --------------------------------------------------------------------------- 4. hatchet_throughput
+
+
+def _hatchet_env() -> dict[str, str] | None:
+    """Client settings of a running `scripts/hatchet-local`, or None when there is none."""
+    script = ROOT / "scripts" / "hatchet-local"
+    status = subprocess.run(["bash", str(script), "status"], capture_output=True, check=False)
+    if status.returncode != 0:
+        return None
+    listed = subprocess.run(
+        ["bash", str(script), "env"], capture_output=True, text=True, check=True, timeout=60
+    )
+    env = {}
+    for line in listed.stdout.splitlines():
+        if line.startswith("export ") and "=" in line:
+            name, _, value = line[len("export ") :].partition("=")
+            env[name] = value.strip().strip("'\"")
+    return env
+
+
+class Worker:
+    """A worker subprocess in its own session, healthy before ``start`` returns."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.log = log
+        health = {
+            "HATCHET_CLIENT_WORKER_HEALTHCHECK_ENABLED": "True",
+            "HATCHET_CLIENT_WORKER_HEALTHCHECK_PORT": str(self.port),
+            "HATCHET_CLIENT_WORKER_HEALTHCHECK_BIND_ADDRESS": "127.0.0.1",
+        }
+        with log.open("ab") as fh:
+            self.proc = subprocess.Popen(
+                command,
+                env={**os.environ, **env, **health, "PYTHONPATH": str(ROOT)},
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                start_new_session=True,
+            )
+
+    def wait_healthy(self, timeout: float = 90.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"worker exited: {self.log.read_text()[-2000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.port}/health"
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"worker never became healthy: {self.log.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _with_namespace(env: dict[str, str], fn: Callable[[str], float]) -> float:
+    """Run ``fn`` with the engine's settings and a fresh namespace in os.environ (the SDK
+    reads its settings from there), restoring the environment afterwards."""
+    namespace = f"bench{uuid.uuid4().hex[:8]}_"
+    saved = dict(os.environ)
+    os.environ.update(env, HATCHET_CLIENT_NAMESPACE=namespace)
+    try:
+        return fn(namespace)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def hatchet_throughput(quick: bool) -> dict[str, Any]:
+    """No-op leaves through HatchetEngine and scythe-oo workers against a bare hatchet-sdk
+    task bulk-run on the same engine, with the same number of worker slots."""
+    env = _hatchet_env()
+    if env is None:
+        return {"skipped": "no engine", "rows": []}
+    n, slots = (1_000 if quick else 5_000), 8
+    logs = Path(tempfile.mkdtemp(prefix="scythe-bench-hatchet-"))
+
+    def framework(namespace: str) -> float:
+        from scythe_oo import HatchetEngine
+
+        command = [sys.executable, "-m", "scythe_oo.cli", "worker", "benchmarks.experiments"]
+        settings = {"SCYTHE_WORKER_SLOTS": str(slots), "SCYTHE_WORKER_NAME": "bench"}
+        worker = Worker(command, {**env, **settings}, logs / f"{namespace}.log")
+        try:
+            worker.wait_healthy()
+            specs = [NoopInput(x=float(i)) for i in range(n)]
+            with tempfile.TemporaryDirectory(prefix="scythe-bench-") as root:
+                started = time.perf_counter()
+                run = BenchNoop.allocate(
+                    specs,
+                    store=LocalStore(root=root),
+                    engine=HatchetEngine(),
+                    recursion=RecursionPolicy(factor=10, max_depth=1),
+                )
+                run.wait(timeout=CHILD_TIMEOUT, progress=False)
+                seconds = time.perf_counter() - started
+                assert run.status == "completed", run.status
+            return seconds
+        finally:
+            worker.stop()
+
+    def baseline(namespace: str) -> float:
+        from hatchet_sdk import Hatchet
+
+        from benchmarks.hatchet_plain import bulk_run
+
+        command = [sys.executable, "-m", "benchmarks.hatchet_plain", "worker", str(slots)]
+        worker = Worker(command, env, logs / f"{namespace}.log")
+        try:
+            worker.wait_healthy()
+            started = time.perf_counter()
+            done = bulk_run(Hatchet(), n)
+            seconds = time.perf_counter() - started
+            assert done == n, done
+            return seconds
+        finally:
+            worker.stop()
+
+    base = _with_namespace(env, baseline)
+    fw = _with_namespace(env, framework)
+    rates = (n / fw, n / base)
+    return {
+        "n": n,
+        "slots": slots,
+        "framework_s": fw,
+        "baseline_s": base,
+        "logs": str(logs),
+        "rows": [
+            row("leaves/s", round(rates[0], 1), round(rates[1], 1), rates[0] / rates[1], ">=0.7")
+        ],
+    }
+
+
+# --------------------------------------------------------------------------- driver
+
+
+BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
+    "local_overhead": local_overhead,
+    "gather_scale": gather_scale,
+    "scaling": scaling,
+    "hatchet_throughput": hatchet_throughput,
+}
+
+
+def machine() -> dict[str, Any]:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
+        platform.processor(),
+    )
+    return {
+        "cpu": model,
+        "nproc": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+    }
+
+
+def print_table(results: dict[str, dict[str, Any]]) -> None:
+    header = ("benchmark", "metric", "scythe_oo", "baseline", "ratio", "target", "met")
+    lines = [header]
+    for name, result in results.items():
+        if "skipped" in result:
+            lines.append((name, f"skipped: {result['skipped']}", "", "", "", "", ""))
+        for r in result["rows"]:
+            ratio = "-" if r["ratio"] is None else f"{r['ratio']:.2f}"
+            met = {True: "yes", False: "NO", None: "-"}[r["met"]]
+            cells = (r["metric"], str(r["framework"]), str(r["baseline"]), ratio, r["target"], met)
+            lines.append((name, *cells))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for line in lines:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, no repeats")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME")
+    args = parser.parse_args(argv)
+
+    stored = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    stored["machine"] = machine()
+    results = {}
+    for name in args.only or BENCHMARKS:
+        print(f"running {name}{' (quick)' if args.quick else ''} ...", flush=True)
+        started = time.perf_counter()
+        result = BENCHMARKS[name](args.quick)
+        result["date"] = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+        result["quick"] = args.quick
+        result["elapsed_s"] = round(time.perf_counter() - started, 1)
+        results[name] = result
+        stored.setdefault("benchmarks", {})[name] = result
+        RESULTS.write_text(json.dumps(stored, indent=2, default=str) + "\n")
+    print()
+    print_table(results)
+    print(f"\nwritten to {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
