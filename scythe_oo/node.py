@@ -13,20 +13,19 @@ so a resumed run skips every finished subtree.
 from __future__ import annotations
 
 import asyncio
-import io
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 import pyarrow as pa
-import yaml
 
 from scythe_oo.collector import (
     DATAFRAME_PREFIX,
+    FAILURE_COLUMNS,
     NodeTables,
     ResultCollector,
     dataframe_index_levels,
-    index_names,
 )
 from scythe_oo.errors import ArtifactNotFoundError
 from scythe_oo.gcpause import paused_gc
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
     from scythe_oo.store.base import ArtifactStore
 
 ROOT = "root"
-NODE_DONE = "_node.yml"
+NODE_DONE = "_node.json"
 
 
 @attrs.frozen(kw_only=True)
@@ -110,7 +109,7 @@ def load_node_result(store: ArtifactStore, job: NodeJob) -> NodeResult | None:
     """The node's checkpoint, if it is still valid: a node with failures from an older
     generation must run again under ``retry_failed``."""
     try:
-        raw = yaml.safe_load(store.get_bytes(node_result_key(job)))
+        raw = json.loads(store.get_bytes(node_result_key(job)))
     except ArtifactNotFoundError:
         return None
     result = NodeResult(**raw)
@@ -218,7 +217,7 @@ def write_node(
         generation=job.generation,
         leaf_parent=leaf_parent,
     )
-    store.put_bytes(node_result_key(job), yaml.safe_dump(attrs.asdict(result)).encode())
+    store.put_bytes(node_result_key(job), json.dumps(attrs.asdict(result)).encode())
     return result
 
 
@@ -228,23 +227,17 @@ def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> M
     Tables are written first and the manifest last, so a reader who sees a completed status
     always finds every final table.
     """
-    import pandas as pd
-
-    specs_schema = read_table(store, layout.specs).schema
-    index = index_names(specs_schema.empty_table())
+    failures = read_table(store, root.tables["failures"])
+    index = [c for c in failures.column_names if c not in FAILURE_COLUMNS]
     for name, key in root.tables.items():
-        table = read_table(store, key)
+        table = failures if name == "failures" else read_table(store, key)
         levels = index
         if name == "result_file_refs" and table.num_columns == len(index):
             continue  # the output schema has no file fields
         if name.startswith(DATAFRAME_PREFIX):
             levels = dataframe_index_levels(table)
             name = name[len(DATAFRAME_PREFIX) :]
-        frame: pd.DataFrame = table.to_pandas().set_index(levels)
-        target = layout.final(name)
-        buffer = io.BytesIO()
-        frame.to_parquet(buffer, compression="zstd")
-        store.put_bytes(target, buffer.getvalue())
+        write_table(store, layout.final(name), with_pandas_index(table, levels))
     manifest = Manifest.from_yaml(store.get_bytes(layout.manifest))
     counts = Counts(
         succeeded=root.succeeded, failed=root.failed, total=root.succeeded + root.failed
@@ -256,6 +249,19 @@ def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> M
     )
     store.put_bytes(layout.manifest, manifest.to_yaml())
     return manifest
+
+
+def with_pandas_index(table: pa.Table, levels: Sequence[str]) -> pa.Table:
+    """The table with pandas metadata that makes ``levels`` its index when read by pandas.
+
+    The metadata is derived from a zero-row slice, so the final tables are written straight
+    from Arrow: the root never turns 10^6 rows into pandas objects.
+    """
+    data = [c for c in table.column_names if c not in levels]
+    ordered = table.select([*data, *levels])
+    sample = ordered.slice(0, 0).to_pandas().set_index(list(levels))
+    pandas_meta = pa.Schema.from_pandas(sample, preserve_index=True).metadata
+    return ordered.replace_schema_metadata({**(ordered.schema.metadata or {}), **pandas_meta})
 
 
 def mark_running(store: ArtifactStore, layout: RunLayout, engine_run_id: str | None) -> None:

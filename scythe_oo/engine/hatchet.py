@@ -38,6 +38,7 @@ from scythe_oo.layout import RunLayout
 from scythe_oo.leaf import RunContext, run_specs
 from scythe_oo.manifest import TERMINAL_STATES, Manifest
 from scythe_oo.node import (
+    NODE_DONE,
     ROOT,
     NodeJob,
     NodeResult,
@@ -535,13 +536,11 @@ class HatchetRunHandle:
 
 def _leaf_counts(store: ArtifactStore, layout: RunLayout) -> tuple[int, int]:
     """Leaves finished so far, from the journals of base-case nodes."""
-    import yaml
-
     done = failed = 0
     prefix = layout.key("scatter-gather", "output")
     for key in store.list_keys(prefix):
-        if key.endswith("/_node.yml"):
-            raw = yaml.safe_load(store.get_bytes(key))
+        if key.endswith(f"/{NODE_DONE}"):
+            raw = json.loads(store.get_bytes(key))
             if raw.get("leaf_parent"):
                 done += int(raw["succeeded"])
                 failed += int(raw["failed"])

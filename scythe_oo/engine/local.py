@@ -189,6 +189,9 @@ class _LocalDispatcher:
         self.seconds_per_leaf: float | None = None
         # Two batches per worker keep every process busy while the next batch is sized.
         self.slots = asyncio.Semaphore(2 * workers)
+        # Only a few base nodes dispatch at once, so the driver holds the outcomes of a few
+        # nodes rather than of the whole sweep: memory stays flat as the sweep grows.
+        self.active_nodes = asyncio.Semaphore(workers + 1)
 
     async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]:
         return list(
@@ -201,8 +204,8 @@ class _LocalDispatcher:
         if self.seconds_per_leaf is None or self.min_batch_seconds <= 0:
             return 1
         wanted = math.ceil(self.min_batch_seconds / max(self.seconds_per_leaf, 1e-6))
-        fair = math.ceil(remaining / self.workers)
-        return max(1, min(wanted, fair))
+        # Never more than half of what is left, so a node's tail is shared by two lanes.
+        return max(1, min(wanted, math.ceil(remaining / 2)))
 
     def observe(self, outcomes: Sequence[LeafOutcome], elapsed: float) -> None:
         per_leaf = elapsed / max(len(outcomes), 1)
@@ -243,5 +246,7 @@ class _LocalDispatcher:
                 await sink(outcomes)
                 collected.extend(outcomes)
 
-        lanes = await asyncio.gather(*(lane() for _ in range(min(2 * self.workers, len(pending)))))
+        async with self.active_nodes:
+            width = min(2 * self.workers, len(pending))
+            lanes = await asyncio.gather(*(lane() for _ in range(width)))
         return [outcome for lane_outcomes in lanes for outcome in lane_outcomes]

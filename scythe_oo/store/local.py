@@ -51,7 +51,9 @@ class LocalStore:
     root: Path = attrs.field(converter=_absolute)
 
     def _path(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        # Lexical normalisation, not resolve(): keys never contain symlinks we must follow,
+        # and resolve() costs a system call per path component on every store operation.
+        path = Path(os.path.normpath(os.path.join(self.root, key)))
         if path != self.root and self.root not in path.parents:
             raise StoreError(f"key {key!r} escapes the store root {self.root}")
         return path
