@@ -6,6 +6,7 @@ Kept in an importable module so a driver subprocess and the test process see the
 from __future__ import annotations
 
 import os
+import signal
 import time
 import uuid
 from pathlib import Path
@@ -49,3 +50,18 @@ def executions(counter_dir: Path) -> dict[int, int]:
         index = int(path.name.split("-", 1)[0])
         counts[index] = counts.get(index, 0) + 1
     return counts
+
+
+class Crashy(Experiment[CountedInput, CountedOutput]):
+    """Spec 5 kills its own worker process every time, like a segfaulting simulation."""
+
+    name = "crashy"
+    retries = 1
+    min_batch_seconds = 0.0
+
+    def run(self, spec: CountedInput, ctx: LeafContext) -> CountedOutput:
+        Path(spec.counter_dir, f"{spec.i}-{os.getpid()}-{uuid.uuid4().hex[:6]}").write_text("x")
+        time.sleep(spec.seconds)
+        if spec.i == 5:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return CountedOutput(square=spec.i * spec.i)

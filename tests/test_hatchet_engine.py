@@ -126,6 +126,18 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
     return time.monotonic() - start
 
 
+def wait_or_explain(run: ExperimentRun, timeout: float, *workers: WorkerProcess) -> float:
+    """``run.wait``; on a timeout or a failed run, fail with the progress and worker log tails.
+    Returns the seconds waited."""
+    began = time.monotonic()
+    try:
+        run.wait(timeout=timeout)
+    except (TimeoutError, RunFailedError) as exc:
+        logs = "\n".join(f"--- {w.name}:\n{w.log_tail(15)}" for w in workers)
+        raise AssertionError(f"{exc}\nprogress: {run.progress()}\n{logs}") from exc
+    return time.monotonic() - began
+
+
 def utc_now() -> dt.datetime:
     return dt.datetime.now(tz=dt.UTC)
 
@@ -165,10 +177,7 @@ def test_worker_killed_mid_run_is_replaced(
     done_before_kill = executions(done)
     w2 = start_worker("w2", slots=str(slots))
 
-    try:
-        run.wait(timeout=200)
-    except (TimeoutError, RunFailedError) as exc:
-        raise AssertionError(f"{exc}\n--- w1:\n{w1.log_tail()}\n--- w2:\n{w2.log_tail()}") from exc
+    wait_or_explain(run, 200, w1, w2)
     recovered = time.monotonic() - killed_at
     counts = executions(started)
     twice = {i: c for i, c in counts.items() if c > 1}
@@ -208,16 +217,16 @@ def test_worker_killed_mid_run_is_replaced(
 
 
 def test_labels_route_leaves(start_worker: StartWorker, s3_store: S3Store) -> None:
-    start_worker("general", slots="4")
-    start_worker("bigmem", slots="4", does_fan="false", high_memory="true")
+    general = start_worker("general", slots="4")
+    bigmem = start_worker("bigmem", slots="4", does_fan="false", high_memory="true")
     big = HighMemoryProbe.allocate(
         [ProbeInput(i=i, seconds=0.2) for i in range(12)], store=s3_store, engine=HatchetEngine()
     )
     plain = Probe.allocate(
         [ProbeInput(i=i, seconds=0.2) for i in range(12)], store=s3_store, engine=HatchetEngine()
     )
-    big.wait(timeout=120)
-    plain.wait(timeout=120)
+    wait_or_explain(big, 120, general, bigmem)
+    wait_or_explain(plain, 60, general, bigmem)
     for run in (big, plain):
         assert run.status == "completed", run.progress()
         account_for_everything(run, 12)
@@ -233,7 +242,7 @@ def test_fan_and_leaf_roles_split(
     """A fan-only worker runs nodes but no leaf: the run waits for a leaf worker."""
     counter = tmp_path / "started"
     counter.mkdir()
-    start_worker("fan", does_leaf="false")
+    fan = start_worker("fan", does_leaf="false")
     run = Probe.allocate(
         [ProbeInput(i=i, counter_dir=str(counter)) for i in range(8)],
         store=s3_store,
@@ -242,8 +251,8 @@ def test_fan_and_leaf_roles_split(
     time.sleep(10)
     assert run.status == "running"  # the root node runs; its leaves have nowhere to go
     assert list(counter.iterdir()) == []
-    start_worker("leaf", does_fan="false")
-    run.wait(timeout=120)
+    leaf = start_worker("leaf", does_fan="false")
+    wait_or_explain(run, 60, fan, leaf)
     assert run.status == "completed", run.progress()
     account_for_everything(run, 8)
     assert set(run.results.scalars()["worker"]) == {"leaf"}
@@ -256,7 +265,7 @@ def test_leaf_only_worker_runs_no_node(
     """A leaf-only worker runs no node: the run stays queued until a fan worker comes."""
     counter = tmp_path / "started"
     counter.mkdir()
-    start_worker("leaf", does_fan="false")
+    leaf = start_worker("leaf", does_fan="false")
     run = Probe.allocate(
         [ProbeInput(i=i, counter_dir=str(counter)) for i in range(8)],
         store=s3_store,
@@ -266,8 +275,8 @@ def test_leaf_only_worker_runs_no_node(
     assert run.status == "queued"
     assert run.manifest().status == "queued"  # no node ever marked it running
     assert list(counter.iterdir()) == []
-    start_worker("fan", does_leaf="false")
-    run.wait(timeout=120)
+    fan = start_worker("fan", does_leaf="false")
+    wait_or_explain(run, 60, fan, leaf)
     assert run.status == "completed", run.progress()
     account_for_everything(run, 8)
     assert set(run.results.scalars()["worker"]) == {"leaf"}
@@ -283,7 +292,7 @@ def test_thousand_leaves_payloads_stay_small(
     n = 1000
     counter = tmp_path / "started"
     counter.mkdir()
-    start_worker("big1", slots="8")
+    worker = start_worker("big1", slots="8")
     since = utc_now() - dt.timedelta(seconds=5)
     began = time.monotonic()
     run = Probe.allocate(
@@ -292,7 +301,7 @@ def test_thousand_leaves_payloads_stay_small(
         engine=HatchetEngine(),
         recursion=RecursionPolicy(factor=10, max_depth=1),
     )
-    run.wait(timeout=200)
+    wait_or_explain(run, 200, worker)
     elapsed = time.monotonic() - began
     assert run.status == "completed", run.progress()
     account_for_everything(run, n)

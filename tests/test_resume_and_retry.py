@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from counting_experiments import Counted, CountedInput, executions
+from counting_experiments import Counted, CountedInput, Crashy, executions
 
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
 from scythe_oo.journal import LeafJournal
@@ -134,3 +134,46 @@ def test_resume_refuses_a_live_run(tmp_path: Path) -> None:
         ExperimentRun.open(run.uri).resume()
     run.wait(timeout=60)
     assert run.resume() is run  # a finished run is returned as it is
+
+
+def test_a_leaf_that_kills_its_worker_becomes_a_failure_row(tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    counter.mkdir()
+    specs = [CountedInput(i=i, counter_dir=str(counter)) for i in range(12)]
+    run = Crashy.allocate(
+        specs, store=LocalStore(root=tmp_path / "s"), engine=LocalEngine(max_workers=2)
+    )
+    run.wait(timeout=120)
+    assert run.status == "completed_with_failures"
+    account_for_everything(run, 12)
+    failures = run.failures()
+    assert failures.index.get_level_values("sort_index").tolist() == [5]
+    assert failures["error_type"].tolist() == ["WorkerCrashed"]
+    assert failures["attempts"].tolist() == [3]  # retries=1, plus one for external kills
+    assert executions(counter)[5] == 3
+
+
+def test_workers_killed_from_outside_are_replaced(tmp_path: Path) -> None:
+    import psutil
+
+    counter = tmp_path / "count"
+    counter.mkdir()
+    specs = [CountedInput(i=i, counter_dir=str(counter), seconds=0.05) for i in range(80)]
+    run = Counted.allocate(
+        specs, store=LocalStore(root=tmp_path / "s"), engine=LocalEngine(max_workers=2)
+    )
+    killed = 0
+    deadline = time.monotonic() + 30
+    while killed < 3 and time.monotonic() < deadline:
+        time.sleep(0.4)
+        me = psutil.Process()
+        # forked pool workers share our command line; servers started by fixtures do not
+        workers = [c for c in me.children() if c.is_running() and c.cmdline() == me.cmdline()]
+        if workers and not run.handle.join(0):  # type: ignore[union-attr]
+            workers[-1].send_signal(signal.SIGKILL)
+            killed += 1
+    run.wait(timeout=120)
+    assert killed >= 1
+    assert run.status == "completed"
+    account_for_everything(run, 80)
+    assert run.results.scalars()["square"].tolist() == [i * i for i in range(80)]

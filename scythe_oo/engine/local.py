@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import math
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ import time
 import traceback
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING
 
 import attrs
@@ -114,23 +116,42 @@ class LocalRunHandle:
         self.error: str | None = None
         self._finished = threading.Event()
         self._pool: ProcessPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
     @property
     def engine_run_id(self) -> str | None:
         return f"local-{os.getpid()}"
 
-    def start(self) -> None:
-        context = multiprocessing.get_context("fork")
-        self._pool = ProcessPoolExecutor(
+    def _new_pool(self) -> ProcessPoolExecutor:
+        pool = ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=context,
+            mp_context=multiprocessing.get_context("fork"),
             initializer=_exit_with_parent,
             initargs=(os.getpid(),),
         )
-        # With "fork", the first submit forks every worker at once: do it here, before our
-        # own thread exists, so no child inherits a lock held by a thread of ours.
-        self._pool.submit(_warm_up).result()
+        # With "fork", the first submit forks every worker at once.
+        pool.submit(_warm_up).result()
+        return pool
+
+    @property
+    def pool(self) -> ProcessPoolExecutor:
+        assert self._pool is not None
+        return self._pool
+
+    def replace_broken_pool(self, broken: ProcessPoolExecutor) -> None:
+        """A worker process died (OOM killer, segfault, kill -9): start a fresh pool, once,
+        however many in-flight batches noticed it."""
+        with self._pool_lock:
+            if self._pool is not broken:
+                return
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+
+    def start(self) -> None:
+        # The first pool is forked here, before our own thread exists, so no child inherits
+        # a lock held by a thread of ours. A replacement pool is forked from the run thread.
+        self._pool = self._new_pool()
         self._thread = threading.Thread(
             target=self._main, name=f"scythe-run-{self.plan.layout.timestamp}", daemon=False
         )
@@ -154,7 +175,7 @@ class LocalRunHandle:
         try:
             self.state = "running"
             mark_running(plan.store, plan.layout, self.engine_run_id)
-            dispatcher = _LocalDispatcher(plan, self._pool, self.workers, self)
+            dispatcher = _LocalDispatcher(plan, self.workers, self)
             root = asyncio.run(run_node(plan.experiment, plan.root, plan.store, dispatcher))
             manifest = finalize_run(plan.store, plan.layout, root)
             self.state = manifest.status
@@ -169,14 +190,28 @@ class LocalRunHandle:
             self._finished.set()
 
 
+def _crashed(raw: str, attempts: int, error: BaseException) -> LeafOutcome:
+    """The outcome of a spec whose worker process died every time it ran it."""
+    sort_index = int(json.loads(raw)["sort_index"])
+    return LeafOutcome(
+        sort_index=sort_index,
+        leaf_id=f"{sort_index:09d}",
+        ok=False,
+        error_type="WorkerCrashed",
+        error_message=(
+            f"the worker process died while running this leaf, {attempts} time(s) "
+            f"({error}); look for a segfault or the out-of-memory killer"
+        ),
+        attempts=attempts,
+        worker="local",
+    )
+
+
 class _LocalDispatcher:
     """Runs children as coroutines on the loop and leaves as batches in the process pool."""
 
-    def __init__(
-        self, plan: RunPlan, pool: ProcessPoolExecutor, workers: int, handle: LocalRunHandle
-    ) -> None:
+    def __init__(self, plan: RunPlan, workers: int, handle: LocalRunHandle) -> None:
         self.plan = plan
-        self.pool = pool
         self.workers = workers
         self.handle = handle
         cls = plan.experiment
@@ -214,13 +249,34 @@ class _LocalDispatcher:
         self.handle.done += sum(1 for o in outcomes if o.ok)
         self.handle.failed += sum(1 for o in outcomes if not o.ok)
 
+    async def run_batch(self, batch: list[str], crashes: int = 0) -> list[LeafOutcome]:
+        """Run a batch in the pool; if a worker process dies under it, replace the pool and
+        run its specs one by one, so the spec that kills its worker is found and reported."""
+        loop = asyncio.get_running_loop()
+        pool = self.handle.pool
+        try:
+            return await loop.run_in_executor(
+                pool,
+                run_leaf_batch,
+                self.plan.experiment.name,
+                self.run,
+                batch,
+                self.retries,
+                self.timeout_seconds,
+            )
+        except BrokenProcessPool as exc:
+            await asyncio.to_thread(self.handle.replace_broken_pool, pool)
+            if len(batch) > 1:
+                return [o for raw in batch for o in await self.run_batch([raw])]
+            if crashes < self.retries + 1:  # one try more than retries: kills are often external
+                return await self.run_batch(batch, crashes + 1)
+            return [_crashed(batch[0], crashes + 1, exc)]
+
     async def run_leaves(
         self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
     ) -> list[LeafOutcome]:
         pending = spec_json(specs)
-        loop = asyncio.get_running_loop()
         cursor = 0
-        cls = self.plan.experiment
 
         async def lane() -> list[LeafOutcome]:
             nonlocal cursor
@@ -233,15 +289,7 @@ class _LocalDispatcher:
                     batch = pending[cursor : cursor + size]
                     cursor += size
                     started = time.perf_counter()
-                    outcomes = await loop.run_in_executor(
-                        self.pool,
-                        run_leaf_batch,
-                        cls.name,
-                        self.run,
-                        batch,
-                        self.retries,
-                        self.timeout_seconds,
-                    )
+                    outcomes = await self.run_batch(batch)
                     self.observe(outcomes, time.perf_counter() - started)
                 await sink(outcomes)
                 collected.extend(outcomes)
