@@ -120,8 +120,9 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
     assert set(after) == set(range(60))
     for index in persisted:
         assert after[index] == 1, f"leaf {index} was persisted but ran again"
-    # only leaves that were in flight at the kill may have run twice
-    assert sum(after.values()) - 60 <= 2 * 2
+    # only leaves in flight at the kill (4 lanes) or already queued to the orphaned workers
+    # before they noticed (pool queue: workers + 1) may have run twice
+    assert sum(after.values()) - 60 <= 4 + 3
     assert [a["reason"] for a in resumed.manifest().attempts] == ["resume"]
 
 

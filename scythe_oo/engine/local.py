@@ -57,7 +57,7 @@ def _exit_with_parent(parent: int) -> None:
 
     def watch() -> None:
         while os.getppid() == parent:
-            time.sleep(1.0)
+            time.sleep(0.2)
         os._exit(1)
 
     threading.Thread(target=watch, name="scythe-parent-watch", daemon=True).start()
