@@ -65,3 +65,25 @@ class Crashy(Experiment[CountedInput, CountedOutput]):
         if spec.i == 5:
             os.kill(os.getpid(), signal.SIGKILL)
         return CountedOutput(square=spec.i * spec.i)
+
+
+class SoakInput(ExperimentInputSpec):
+    i: int = Field(ge=0)
+    fail: bool = False
+
+
+class SoakOutput(ExperimentOutputSpec):
+    square: int
+
+
+class Soak(Experiment[SoakInput, SoakOutput]):
+    """Fails exactly the specs marked to fail; everything else must come back."""
+
+    name = "soak"
+    recursion = RecursionPolicy(factor=10, max_depth=2)
+    min_batch_seconds = 0.2
+
+    def run(self, spec: SoakInput, ctx: LeafContext) -> SoakOutput:
+        if spec.fail:
+            raise RuntimeError(f"injected failure of spec {spec.i}")
+        return SoakOutput(square=spec.i * spec.i)
