@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 from pydantic import Field
 
 from scythe_oo import Experiment, ExperimentInputSpec, ExperimentOutputSpec, LeafContext
@@ -87,3 +88,16 @@ class Soak(Experiment[SoakInput, SoakOutput]):
         if spec.fail:
             raise RuntimeError(f"injected failure of spec {spec.i}")
         return SoakOutput(square=spec.i * spec.i)
+
+
+def pool_workers() -> list[psutil.Process]:
+    """This process's forked pool workers (they share our command line; fixture servers do not)."""
+    me = psutil.Process()
+    found = []
+    for child in me.children():
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and child.cmdline() == me.cmdline():
+                found.append(child)
+        except psutil.Error:  # exited or reaped meanwhile
+            continue
+    return found

@@ -301,7 +301,7 @@ def test_thousand_leaves_payloads_stay_small(
     n = 1000
     counter = tmp_path / "started"
     counter.mkdir()
-    worker = start_worker("big1", slots="8")
+    workers = [start_worker("big1", slots="8"), start_worker("big2", slots="8")]
     since = utc_now() - dt.timedelta(seconds=5)
     began = time.monotonic()
     run = Probe.allocate(
@@ -310,7 +310,7 @@ def test_thousand_leaves_payloads_stay_small(
         engine=HatchetEngine(),
         recursion=RecursionPolicy(factor=10, max_depth=1),
     )
-    wait_or_explain(run, 200, worker)
+    wait_or_explain(run, 200, *workers)
     elapsed = time.monotonic() - began
     print(f"\n{n} leaves in {elapsed:.1f}s: {n / elapsed:.1f} leaves/s, allocate to completed")
     assert run.status == "completed", run.progress()
@@ -335,9 +335,14 @@ def test_thousand_leaves_payloads_stay_small(
         )
         for kind, group in (("leaf", leaves), ("node", nodes))
     }
+    queued = sorted((r.started_at - r.created_at).total_seconds() for r in leaves)
+    ran = sorted((r.finished_at - r.started_at).total_seconds() for r in leaves)
+    span = max(r.finished_at for r in leaves) - min(r.created_at for r in leaves)
     print(
         f"max payload bytes (input, output): leaf {sizes['leaf']}, node {sizes['node']}; "
-        f"{len(rows)} task runs measured"
+        f"{len(rows)} task runs measured; leaves created->finished in "
+        f"{span.total_seconds():.1f}s; leaf queued p50 {queued[n // 2]:.2f}s, "
+        f"running p50 {ran[n // 2]:.2f}s p95 {ran[n * 95 // 100]:.2f}s"
     )
     for kind, (largest_input, largest_output) in sizes.items():
         assert largest_input < 64 * 1024, (kind, largest_input)

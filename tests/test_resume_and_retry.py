@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -10,8 +11,9 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
 import pytest
-from counting_experiments import Counted, CountedInput, Crashy, executions
+from counting_experiments import Counted, CountedInput, Crashy, executions, pool_workers
 
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
 from scythe_oo.journal import LeafJournal
@@ -155,8 +157,6 @@ def test_a_leaf_that_kills_its_worker_becomes_a_failure_row(tmp_path: Path) -> N
 
 
 def test_workers_killed_from_outside_are_replaced(tmp_path: Path) -> None:
-    import psutil
-
     counter = tmp_path / "count"
     counter.mkdir()
     specs = [CountedInput(i=i, counter_dir=str(counter), seconds=0.05) for i in range(80)]
@@ -167,12 +167,11 @@ def test_workers_killed_from_outside_are_replaced(tmp_path: Path) -> None:
     deadline = time.monotonic() + 30
     while killed < 3 and time.monotonic() < deadline:
         time.sleep(0.4)
-        me = psutil.Process()
-        # forked pool workers share our command line; servers started by fixtures do not
-        workers = [c for c in me.children() if c.is_running() and c.cmdline() == me.cmdline()]
+        workers = pool_workers()
         if workers and not run.handle.join(0):  # type: ignore[union-attr]
-            workers[-1].send_signal(signal.SIGKILL)
-            killed += 1
+            with contextlib.suppress(psutil.Error):
+                workers[-1].send_signal(signal.SIGKILL)
+                killed += 1
     run.wait(timeout=120)
     assert killed >= 1
     assert run.status == "completed"

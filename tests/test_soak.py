@@ -5,6 +5,7 @@ Excluded from the default suite; run with `bash scripts/soak` (pytest -m soak).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from counting_experiments import Soak, SoakInput
+from counting_experiments import Soak, SoakInput, pool_workers
 
 from scythe_oo import LocalEngine, LocalStore
 
@@ -28,14 +29,14 @@ def test_soak_nothing_lost(tmp_path: Path) -> None:
     specs = [SoakInput(i=i, fail=i in fail) for i in range(N)]
     started = time.monotonic()
     run = Soak.allocate(specs, store=LocalStore(root=tmp_path), engine=LocalEngine(max_workers=2))
-    me = psutil.Process()
     kills = 0
     assert run.handle is not None
     while not run.handle.join(rng.uniform(0.5, 3.0)):
-        workers = [c for c in me.children() if c.is_running() and c.cmdline() == me.cmdline()]
+        workers = pool_workers()
         if workers:
-            rng.choice(workers).send_signal(signal.SIGKILL)
-            kills += 1
+            with contextlib.suppress(psutil.Error):
+                rng.choice(workers).send_signal(signal.SIGKILL)
+                kills += 1
     run.wait()
     elapsed = time.monotonic() - started
 
