@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import threading
 from collections.abc import Sequence
@@ -65,6 +66,13 @@ SCATTER_GATHER_TASK = "scythe_scatter_gather"
 SPAWN_CHUNK = 250
 """Children per spawn call. Inside a durable task the SDK sends one message per call, and
 Hatchet caps messages at 4 MiB; 250 leaf inputs of a few KiB each stay far below that."""
+
+PROBE_LEAVES = 2
+"""Leaves each base node runs alone first, to measure how long one leaf takes."""
+
+MAX_BATCH = 128
+PAYLOAD_BUDGET = 32 * 1024
+"""Bytes of spec JSON per leaf task at most; outputs (~300 bytes per leaf) stay small too."""
 
 INFRASTRUCTURE_RETRIES = 1
 """Extra Hatchet-level attempts for a leaf task, on top of the experiment's ``retries``.
@@ -369,37 +377,73 @@ class HatchetDispatcher:
     async def run_leaves(
         self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
     ) -> list[LeafOutcome]:
+        """Probe how long one leaf takes, then dispatch the rest in batches that run for
+        about ``min_batch_seconds`` each: tiny simulations then pay one Hatchet task per
+        batch instead of one per leaf. Batch sizes follow from the probes' recorded times,
+        so a retried node computes the same batches and re-attaches to them."""
+        pending = list(zip(specs.column("sort_index").to_pylist(), spec_json(specs), strict=True))
+        probes, rest = pending[:PROBE_LEAVES], pending[PROBE_LEAVES:]
+        outcomes = await self._dispatch(job, [[p] for p in probes], sink)
+        size = self._batch_size(outcomes, rest)
+        batches = [rest[i : i + size] for i in range(0, len(rest), size)]
+        return [*outcomes, *await self._dispatch(job, batches, sink)]
+
+    def _batch_size(self, probed: Sequence[LeafOutcome], rest: Sequence[tuple[int, str]]) -> int:
+        if not rest or not probed:
+            return 1
+        seconds = max(sorted(o.wall_time for o in probed)[len(probed) // 2], 1e-3)
+        wanted = math.ceil(self.cls.min_batch_seconds / seconds)
+        timeout = self.cls.timeouts.execution or Settings.from_env().timeout_experiment_execution
+        # a batch must finish well inside the task's execution timeout, and its input and
+        # output must stay small (a few dozen KiB) whatever the sweep size
+        by_timeout = int(timeout.total_seconds() / (2 * seconds))
+        by_payload = max(1, PAYLOAD_BUDGET // max(len(raw) for _, raw in rest))
+        return max(1, min(wanted, by_timeout, by_payload, MAX_BATCH))
+
+    async def _dispatch(
+        self, job: NodeJob, batches: Sequence[Sequence[tuple[int, str]]], sink: OutcomeSink
+    ) -> list[LeafOutcome]:
         task = self.tasks.leaves[self.cls.name]
         input_model = self.tasks.leaf_inputs[self.cls.name]
-        sort_index = specs.column("sort_index").to_pylist()
-        items = [
-            task.create_bulk_run_item(
+
+        def item(batch: Sequence[tuple[int, str]], tag: str) -> Any:
+            first, count = batch[0][0], len(batch)
+            return task.create_bulk_run_item(
                 input_model(
                     experiment_id=job.experiment_id,
                     store=self.store_description,
                     node=job.node,
-                    specs=[json.loads(raw)],
+                    specs=[json.loads(raw) for _, raw in batch],
                 ),
-                child_key=self._child_key(job, f"{job.node}/leaf-{index}"),
+                child_key=self._child_key(job, f"{job.node}/{tag}-{first}-{count}"),
             )
-            for raw, index in zip(spec_json(specs), sort_index, strict=True)
-        ]
-        chunks = list(
-            zip(_chunks(items, SPAWN_CHUNK), _chunks(sort_index, SPAWN_CHUNK), strict=True)
-        )
 
-        async def one_chunk(chunk: list[Any], indices: list[int]) -> list[LeafOutcome]:
-            outputs = await task.aio_run_many(chunk, return_exceptions=True)
+        async def one_chunk(chunk: Sequence[Sequence[tuple[int, str]]]) -> list[LeafOutcome]:
+            outputs = await task.aio_run_many(
+                [item(batch, "leaves") for batch in chunk], return_exceptions=True
+            )
             outcomes: list[LeafOutcome] = []
-            for output, index in zip(outputs, indices, strict=True):
-                if isinstance(output, BaseException):
-                    outcomes.append(_lost_leaf(index, output, self.cls.retries))
-                else:
+            lost: list[Sequence[tuple[int, str]]] = []
+            for output, batch in zip(outputs, chunk, strict=True):
+                if not isinstance(output, BaseException):
                     outcomes.extend(_as_leaf_output(output).outcomes)
+                elif len(batch) == 1:
+                    outcomes.append(_lost_leaf(batch[0][0], output, self.cls.retries))
+                else:  # a whole batch gave out (timeout, lost worker): account per spec
+                    lost.extend([one] for one in batch)
+            if lost:
+                alone = await task.aio_run_many(
+                    [item(batch, "alone") for batch in lost], return_exceptions=True
+                )
+                for output, batch in zip(alone, lost, strict=True):
+                    if isinstance(output, BaseException):
+                        outcomes.append(_lost_leaf(batch[0][0], output, self.cls.retries))
+                    else:
+                        outcomes.extend(_as_leaf_output(output).outcomes)
             await sink(outcomes)
             return outcomes
 
-        gathered = await asyncio.gather(*(one_chunk(c, i) for c, i in chunks))
+        gathered = await asyncio.gather(*(one_chunk(c) for c in _chunks(batches, SPAWN_CHUNK)))
         return [outcome for chunk in gathered for outcome in chunk]
 
 
