@@ -16,6 +16,7 @@ from scythe_oo.errors import (
     UnknownExperimentError,
 )
 from scythe_oo.experiment import Experiment, LeafContext
+from scythe_oo.include import IncludedWorkflow, include
 from scythe_oo.labels import WorkerLabel
 from scythe_oo.layout import SemVer
 from scythe_oo.recursion import RecursionPolicy
@@ -63,6 +64,7 @@ __all__ = [
     "ExperimentRun",
     "FileReference",
     "HatchetEngine",
+    "IncludedWorkflow",
     "LeafContext",
     "LocalEngine",
     "LocalStore",
@@ -80,4 +82,5 @@ __all__ = [
     "UnknownExperimentError",
     "WorkerConfig",
     "WorkerLabel",
+    "include",
 ]

@@ -38,6 +38,12 @@ class RunResults:
     store: ArtifactStore
     layout: RunLayout
 
+    def output(self) -> Any:
+        """The output of an included Hatchet workflow (final/output.json)."""
+        import json
+
+        return json.loads(self.store.get_bytes(f"{self.layout.final_prefix}/output.json"))
+
     def list(self) -> list[str]:
         """Names of the tables in final/ (``scalars``, ``failures``, user dataframes...)."""
         prefix = self.layout.final_prefix + "/"
@@ -206,9 +212,15 @@ class ExperimentRun:
         self, manifest: Manifest, engine: Engine | None, *, generation: int, reason: str
     ) -> ExperimentRun:
         from scythe_oo.allocate import submit_run
+        from scythe_oo.include import INCLUDED_PREFIX
         from scythe_oo.registry import REGISTRY
         from scythe_oo.strategies import resolve_engine
 
+        if manifest.experiment_class.startswith(INCLUDED_PREFIX):
+            raise RuntimeError(
+                f"{self.uri} ran an included Hatchet workflow; it cannot be {reason}d here. "
+                "Allocate it again (or replay it from Hatchet)."
+            )
         cls = self.experiment or REGISTRY.get(manifest.experiment_name)
         engine = resolve_engine(cls, engine)
         history = [

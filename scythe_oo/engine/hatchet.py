@@ -568,11 +568,23 @@ class HatchetRunHandle:
             fail_run(self.store, self.layout, error)
             self._finished.set()
             return Progress(state="failed", done=0, failed=0, total=manifest.n_specs, error=error)
+        if state == "completed" and manifest.engine.get("included") == "true":
+            return self._record_included(manifest)
         if state == "completed":
             # the root finished but its manifest write is not visible yet; report running
             state = "running"
         done, failed = _leaf_counts(self.store, self.layout)
         return Progress(state=state, done=done, failed=failed, total=manifest.n_specs)
+
+    def _record_included(self, manifest: Manifest) -> Progress:
+        """An included workflow writes nothing itself: its follower records its output."""
+        from scythe_oo.include import record_included_result
+
+        output = hatchet_client().runs.get_result(self.run_id)
+        done = record_included_result(self.store, manifest, self.layout.root, output)
+        self.store.put_bytes(self.layout.manifest, done.to_yaml())
+        self._finished.set()
+        return Progress(state="completed", done=1, failed=0, total=1)
 
     def join(self, timeout: float | None = None) -> bool:
         return self._finished.wait(timeout)
