@@ -108,11 +108,14 @@ def include(
     version_policy: str = "bumpminor",
 ) -> IncludedWorkflow:
     """Wrap an existing Hatchet workflow so that ``.allocate(spec)`` makes a versioned run."""
+    if name is None:
+        # Hatchet prefixes names with the client's namespace; run folders should not carry it.
+        from scythe_oo.engine.hatchet import hatchet_client
+
+        namespace = hatchet_client().namespace
+        name = str(workflow.name).removeprefix(namespace)
     return IncludedWorkflow(
-        workflow=workflow,
-        input_type=input_type,
-        name=name or str(workflow.name),
-        version_policy=version_policy,
+        workflow=workflow, input_type=input_type, name=name, version_policy=version_policy
     )
 
 

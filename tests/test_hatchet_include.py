@@ -46,7 +46,8 @@ def test_included_workflow_runs_versioned(hatchet_namespace: str, tmp_path: Path
                 assert worker.poll() is None and time.monotonic() < deadline, "worker down"
                 time.sleep(0.3)
         store = LocalStore(root=tmp_path / "store")
-        included = include(pipeline, input_type=PipelineInput, name="shouting")
+        included = include(pipeline, input_type=PipelineInput)
+        assert included.name == "test_pipeline"  # without the namespace prefix
         first = included.allocate(PipelineInput(text="hi", times=3), store=store)
         first.wait(timeout=90)
         assert first.status == "completed"
@@ -54,7 +55,7 @@ def test_included_workflow_runs_versioned(hatchet_namespace: str, tmp_path: Path
         second = included.allocate(PipelineInput(text="yo"), store=store).wait(timeout=90)
         assert [str(first.version), str(second.version)] == ["v1.0.0", "v1.1.0"]
         manifest = ExperimentRun.open(second.uri).manifest()
-        assert manifest.experiment_class == "hatchet-workflow:test_pipeline"
+        assert manifest.experiment_class == f"hatchet-workflow:{hatchet_namespace}test_pipeline"
         assert manifest.one_off and manifest.status == "completed"
     finally:
         os.killpg(worker.pid, 15)
