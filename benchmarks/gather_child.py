@@ -1,6 +1,7 @@
 """One measured run in a fresh process, so its peak RSS is its own and nobody else's.
 
-    python -m benchmarks.gather_child --side framework|baseline --experiment wide|noop --n N
+    python -m benchmarks.gather_child --side framework|baseline --experiment wide|noop --n N \\
+        --scratch EMPTY_DIR
 
 Both sides build the same specs the same way, then run the same leaf function over them on two
 processes and end with a Parquet table of every result on disk. The clock starts after the
@@ -15,7 +16,6 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -38,21 +38,21 @@ EXPERIMENTS = {
 }
 
 
-def run_framework(kind: str, specs: list[Any], workers: int, recursion: RecursionPolicy) -> int:
+def run_framework(
+    kind: str, specs: list[Any], workers: int, recursion: RecursionPolicy, root: Path
+) -> int:
     cls = EXPERIMENTS[kind][0]
-    with tempfile.TemporaryDirectory(prefix="scythe-bench-") as root:
-        run = cls.allocate(
-            specs,
-            store=LocalStore(root=root),
-            engine=LocalEngine(max_workers=workers),
-            recursion=recursion,
-        )
-        specs.clear()  # the caller's list is no longer needed; the run reads specs.pq
-        run.wait(progress=False)
-        if run.status != "completed":
-            raise RuntimeError(f"run ended as {run.status}")
-        path = Path(root) / run.layout.final("scalars")
-        return path.stat().st_size
+    run = cls.allocate(
+        specs,
+        store=LocalStore(root=root),
+        engine=LocalEngine(max_workers=workers),
+        recursion=recursion,
+    )
+    specs.clear()  # the caller's list is no longer needed; the run reads specs.pq
+    run.wait(progress=False)
+    if run.status != "completed":
+        raise RuntimeError(f"run ended as {run.status}")
+    return (root / run.layout.final("scalars")).stat().st_size
 
 
 def run_baseline(kind: str, specs: list[Any], workers: int, out: Path) -> int:
@@ -89,6 +89,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--factor", type=int, default=10)
     parser.add_argument("--max-depth", type=int, default=3)
+    parser.add_argument(
+        "--scratch",
+        type=Path,
+        required=True,
+        help="empty directory for the run; the caller removes it, even after a kill",
+    )
     args = parser.parse_args()
 
     make = EXPERIMENTS[args.experiment][1]
@@ -97,10 +103,9 @@ def main() -> None:
     started = time.perf_counter()
     if args.side == "framework":
         recursion = RecursionPolicy(factor=args.factor, max_depth=args.max_depth)
-        size = run_framework(args.experiment, specs, args.workers, recursion)
+        size = run_framework(args.experiment, specs, args.workers, recursion, args.scratch)
     else:
-        with tempfile.TemporaryDirectory(prefix="scythe-bench-") as tmp:
-            size = run_baseline(args.experiment, specs, args.workers, Path(tmp) / "scalars.pq")
+        size = run_baseline(args.experiment, specs, args.workers, args.scratch / "scalars.pq")
     seconds = time.perf_counter() - started
     mib = 1024  # ru_maxrss is in KiB on Linux
     report = {

@@ -38,18 +38,30 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
 WORKERS = 2
 CHILD_TIMEOUT = 20 * 60
+RSS_CAP = min(12 * 2**30, psutil.virtual_memory().total // 2)
+"""A side is stopped above this RSS: the machine is shared, and an OOM kill would hit others."""
 
 Row = dict[str, Any]
 
 
-def row(metric: str, framework: Any, baseline: Any, ratio: float | None, target: str) -> Row:
-    """One line of the table; ``met`` is None when a side did not finish."""
+def row(
+    metric: str,
+    framework: Any,
+    baseline: Any,
+    ratio: float | None,
+    target: str,
+    upper_bound: bool = False,
+) -> Row:
+    """One line of the table. ``met`` is None when it cannot be told: a side did not finish,
+    or ``ratio`` is only an upper bound (the baseline was stopped) that misses the target."""
     if ratio is None:
         met = None
     elif target.startswith(">="):
         met = ratio >= float(target[2:])
     else:
         met = ratio <= float(target[2:])
+        if upper_bound and not met:
+            met = None
     return {
         "metric": metric,
         "framework": framework,
@@ -65,10 +77,15 @@ def row(metric: str, framework: Any, baseline: Any, ratio: float | None, target:
 
 def run_child(args: list[str], timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
     """``benchmarks.gather_child`` in a fresh process. Its RSS is also sampled from here, so a
-    side that times out still reports how much memory it had reached."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    side stopped for time (``timeout``) or memory (``RSS_CAP``) still reports how much memory
+    it had reached: a lower bound of its peak."""
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory(prefix="scythe-bench-") as scratch,
+    ):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.gather_child", *args],
+            [sys.executable, "-m", "benchmarks.gather_child", *args, "--scratch", scratch],
             stdout=out,
             stderr=err,
             cwd=ROOT,
@@ -80,10 +97,17 @@ def run_child(args: list[str], timeout: float = CHILD_TIMEOUT) -> dict[str, Any]
         while proc.poll() is None:
             with contextlib.suppress(psutil.NoSuchProcess):
                 sampled = max(sampled, watched.memory_info().rss)
-            if time.monotonic() - started > timeout:
+            elapsed = time.monotonic() - started
+            if elapsed > timeout or sampled > RSS_CAP:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
-                return {"timeout": True, "seconds": None, "sampled_peak_rss_mib": sampled / 2**20}
+                reason = f">{timeout:.0f}s" if elapsed > timeout else f"RSS cap at {elapsed:.0f}s"
+                return {
+                    "stopped": reason,
+                    "stopped_after_s": elapsed,
+                    "seconds": None,
+                    "sampled_peak_rss_mib": sampled / 2**20,
+                }
             time.sleep(0.25)
         out.seek(0)
         err.seek(0)
@@ -96,8 +120,8 @@ def run_child(args: list[str], timeout: float = CHILD_TIMEOUT) -> dict[str, Any]
 
 
 def _fmt_side(report: dict[str, Any], key: str, unit: str) -> str:
-    if report.get("timeout"):
-        return f"timeout (>{CHILD_TIMEOUT}s, RSS >= {report['sampled_peak_rss_mib']:.0f} MiB)"
+    if report.get("stopped"):
+        return f"stopped ({report['stopped']}, RSS >= {report['sampled_peak_rss_mib']:.0f} MiB)"
     if report.get("error"):
         return "error"
     return f"{report[key]:.1f} {unit}"
@@ -155,32 +179,37 @@ def gather_scale(quick: bool) -> dict[str, Any]:
     3-level tree, against one-row DataFrames + pandas.concat. Each side in its own process."""
     n = 100_000 if quick else 1_000_000
     common = ["--experiment", "wide", "--n", str(n), "--factor", "10", "--max-depth", "3"]
-    baseline = run_child(["--side", "baseline", *common])
     framework = run_child(["--side", "framework", *common])
+    baseline = run_child(["--side", "baseline", *common])
 
     def ratio(key: str) -> float | None:
+        """framework / baseline; an upper bound when the baseline was stopped unfinished."""
         if framework.get("seconds") is None:
             return None
-        if baseline.get("timeout") and key == "seconds":
-            return framework["seconds"] / CHILD_TIMEOUT  # an upper bound: the baseline ran longer
+        if baseline.get("stopped"):  # it needed at least this long and this much memory
+            bound = baseline["stopped_after_s" if key == "seconds" else "sampled_peak_rss_mib"]
+            return float(framework[key]) / float(bound)
         if baseline.get("seconds") is None:
             return None
         return float(framework[key]) / float(baseline[key])
 
+    bound = " (ratio: upper bound)" if baseline.get("stopped") else ""
     rows = [
         row(
-            "driver peak RSS",
+            "driver peak RSS" + bound,
             _fmt_side(framework, "peak_rss_mib", "MiB"),
             _fmt_side(baseline, "peak_rss_mib", "MiB"),
             ratio("peak_rss_mib"),
             "<=0.333",
+            upper_bound=bool(bound),
         ),
         row(
-            "seconds",
+            "seconds" + bound,
             _fmt_side(framework, "seconds", "s"),
             _fmt_side(baseline, "seconds", "s"),
             ratio("seconds"),
             "<=1.0",
+            upper_bound=bool(bound),
         ),
     ]
     return {"n": n, "framework": framework, "baseline": baseline, "rows": rows}

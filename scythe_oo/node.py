@@ -94,6 +94,15 @@ class Dispatcher(Protocol):
 
     async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]: ...
 
+    def leaf_plan_key(self, job: NodeJob) -> str | None:
+        """Where to pin the node's list of leaves to dispatch, or None not to pin it.
+
+        Durable engines replay a node after a crash and expect it to spawn exactly the same
+        children; a node that consulted a journal grown in the meantime would not. Pinning
+        the list (per node execution) keeps the replay identical.
+        """
+        ...
+
     async def run_leaves(
         self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
     ) -> list[LeafOutcome]:
@@ -166,7 +175,14 @@ async def _run_journaled_leaves(
     )
     keep = await asyncio.to_thread(journal.settled)
     sort_index = specs.column("sort_index").to_pylist()
-    missing = [row for row, index in enumerate(sort_index) if index not in keep]
+    plan_key = dispatcher.leaf_plan_key(job)
+    pinned = await asyncio.to_thread(_load_plan, store, plan_key)
+    if pinned is None:
+        pinned = {index for index in sort_index if index not in keep}
+        if plan_key is not None:
+            await asyncio.to_thread(_save_plan, store, plan_key, pinned)
+    keep = {index: outcome for index, outcome in keep.items() if index not in pinned}
+    missing = [row for row, index in enumerate(sort_index) if index in pinned]
     fresh: list[LeafOutcome] = []
     if missing:
         pending = specs.take(pa.array(missing, type=pa.int64()))
@@ -178,6 +194,19 @@ async def _run_journaled_leaves(
         await asyncio.to_thread(journal.flush)
     previous = {index: keep[index] for index in sort_index if index in keep}
     return [*previous.values(), *fresh]
+
+
+def _load_plan(store: ArtifactStore, key: str | None) -> set[int] | None:
+    if key is None:
+        return None
+    try:
+        return set(json.loads(store.get_bytes(key)))
+    except ArtifactNotFoundError:
+        return None
+
+
+def _save_plan(store: ArtifactStore, key: str, pending: set[int]) -> None:
+    store.put_bytes(key, json.dumps(sorted(pending)).encode())
 
 
 def _tables_from_leaves(

@@ -119,10 +119,10 @@ def leaf_runs(rows: list[Any], namespace: str, experiment: str) -> list[Any]:
     return [r for r in rows if r.workflow_name == f"{namespace}{experiment}"]
 
 
-def leaf_index(row: Any) -> int:
-    """The spec index of a leaf task run, from its input payload (one spec per leaf)."""
-    (spec,) = row.input["input"]["specs"]
-    return int(spec["i"])
+def leaf_indices(row: Any) -> list[int]:
+    """The spec indices a leaf task run carried, from its input payload (a leaf task runs one
+    spec or a batch of them)."""
+    return [int(spec["i"]) for spec in row.input["input"]["specs"]]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -155,8 +155,15 @@ def utc_now() -> dt.datetime:
 
 
 def test_worker_killed_mid_run_is_replaced(
-    start_worker: StartWorker, s3_store: S3Store, hatchet_namespace: str, tmp_path: Path
+    start_worker: StartWorker,
+    s3_store: S3Store,
+    hatchet_namespace: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Journal outcomes as soon as they arrive, so the kill always lands after the nodes have
+    # journaled some leaves (what any node older than SCYTHE_JOURNAL_SECONDS has done).
+    monkeypatch.setenv("SCYTHE_JOURNAL_SECONDS", "0")
     started, done = tmp_path / "started", tmp_path / "done"
     started.mkdir()
     done.mkdir()
@@ -165,7 +172,7 @@ def test_worker_killed_mid_run_is_replaced(
     since = utc_now() - dt.timedelta(seconds=5)
     w1 = start_worker("w1", slots=str(slots))
     specs = [
-        FinishingProbeInput(i=i, counter_dir=str(started), done_dir=str(done), seconds=0.3)
+        FinishingProbeInput(i=i, counter_dir=str(started), done_dir=str(done), seconds=0.5)
         for i in range(n)
     ]
     run = FinishingProbe.allocate(
@@ -176,17 +183,26 @@ def test_worker_killed_mid_run_is_replaced(
     )
     wait_until(lambda: len(list(started.iterdir())) >= 10, 90, "10 leaves started on w1")
 
-    # What the engine had recorded as finished, read just before the kill.
-    name = FinishingProbe.name
-    rows = namespace_task_runs(hatchet_namespace, since, (name,))
-    finished = {leaf_index(r) for r in rows if r.status == V1TaskStatus.COMPLETED}
+    # What the engine has recorded as finished (its listing lags a little), read just before
+    # the kill: the specs of every leaf task run Hatchet holds as COMPLETED.
+    finished: set[int] = set()
+
+    def some_completed() -> bool:
+        rows = namespace_task_runs(hatchet_namespace, since, (FinishingProbe.name,))
+        finished.update(
+            i for r in rows if r.status == V1TaskStatus.COMPLETED for i in leaf_indices(r)
+        )
+        return len(finished) >= 4
+
+    wait_until(some_completed, 60, "4 leaves completed in Hatchet")
     w1.kill()
     killed_at, killed_wall = time.monotonic(), time.time()
     started_before_kill = executions(started)
     done_before_kill = executions(done)
+    assert len(started_before_kill) < n, "the run was (nearly) over before the kill"
     w2 = start_worker("w2", slots=str(slots))
 
-    wait_or_explain(run, 200, w1, w2)
+    wait_or_explain(run, 120, w1, w2)
     recovered = time.monotonic() - killed_at
     counts = executions(started)
     twice = {i: c for i, c in counts.items() if c > 1}
@@ -210,16 +226,24 @@ def test_worker_killed_mid_run_is_replaced(
     assert set(scalars["worker"]) <= {"w1", "w2"}
     assert "w2" in set(scalars["worker"]), "the replacement worker ran nothing"
 
-    # The snapshot is real: Hatchet-completed leaves had all returned from run().
-    assert finished, "nothing had completed before the kill; the snapshot proves nothing"
+    # The snapshot is real: every spec of a Hatchet-completed leaf task had returned from run().
     assert finished <= set(done_before_kill)
     assert set(counts) == set(range(n))
     assert set(executions(done)) == set(range(n))
     # No leaf that had finished before the kill ran again...
     assert {i: counts[i] for i in finished if counts[i] != 1} == {}
-    # ...and only leaves in flight at the kill (at most one per slot) ran twice.
+    # ...only leaves in flight at the kill ran twice, and those belong to at most one leaf
+    # task (a spec or a batch of specs) per slot of the dead worker.
     assert set(twice) <= set(started_before_kill) - finished
-    assert len(twice) <= slots and max(twice.values(), default=1) <= 2, twice
+    assert max(twice.values(), default=1) <= 2, twice
+    rows = namespace_task_runs(hatchet_namespace, since, (FinishingProbe.name,))
+    in_flight = {
+        max(
+            (r for r in rows if i in leaf_indices(r)), key=lambda r: len(leaf_indices(r))
+        ).metadata.id
+        for i in twice
+    }
+    assert len(in_flight) <= slots, (twice, in_flight)
 
 
 # --------------------------------------------------------------------------- routing and roles
@@ -319,12 +343,25 @@ def test_thousand_leaves_payloads_stay_small(
     assert (scalars["square"] == scalars.index.get_level_values("sort_index") ** 2).all()
     assert executions(counter) == dict.fromkeys(range(n), 1)
 
-    # Measure what went through the engine: every task run of this test, node and leaf.
-    rows = namespace_task_runs(hatchet_namespace, since, (Probe.name, SCATTER_GATHER_TASK))
+    # Measure what went through the engine: every task run of this test, node and leaf. Leaves
+    # may travel one per task or in batches; either way every spec must be seen in a payload.
+    # The engine's run listing is eventually consistent: poll it (bounded) until it caught up.
+    rows: list[Any] = []
+
+    def listed_everything() -> bool:
+        rows[:] = namespace_task_runs(hatchet_namespace, since, (Probe.name, SCATTER_GATHER_TASK))
+        done = [r for r in rows if r.status == V1TaskStatus.COMPLETED]
+        leaves = leaf_runs(done, hatchet_namespace, Probe.name)
+        carried = {i for r in leaves for i in leaf_indices(r)}
+        return len(carried) >= n and len(done) - len(leaves) >= 11
+
+    try:
+        lag = wait_until(listed_everything, 60, "the engine lists every task run")
+    except TimeoutError:
+        lag = float("nan")  # the assertions below say what is missing
     leaves = leaf_runs(rows, hatchet_namespace, Probe.name)
     nodes = leaf_runs(rows, hatchet_namespace, SCATTER_GATHER_TASK)
-    assert len(leaves) >= n
-    assert sorted(leaf_index(r) for r in leaves) == list(range(n))
+    assert sorted(i for r in leaves for i in leaf_indices(r)) == list(range(n))
     assert len(nodes) == 11  # the root and its 10 children
     assert all(r.status == V1TaskStatus.COMPLETED for r in leaves + nodes)
     assert not any(r.payloads_restricted for r in rows)
@@ -335,14 +372,12 @@ def test_thousand_leaves_payloads_stay_small(
         )
         for kind, group in (("leaf", leaves), ("node", nodes))
     }
-    queued = sorted((r.started_at - r.created_at).total_seconds() for r in leaves)
-    ran = sorted((r.finished_at - r.started_at).total_seconds() for r in leaves)
     span = max(r.finished_at for r in leaves) - min(r.created_at for r in leaves)
     print(
         f"max payload bytes (input, output): leaf {sizes['leaf']}, node {sizes['node']}; "
-        f"{len(rows)} task runs measured; leaves created->finished in "
-        f"{span.total_seconds():.1f}s; leaf queued p50 {queued[n // 2]:.2f}s, "
-        f"running p50 {ran[n // 2]:.2f}s p95 {ran[n * 95 // 100]:.2f}s"
+        f"{len(leaves)} leaf + {len(nodes)} node task runs measured (listing caught up "
+        f"{lag:.1f}s after completion); leaf tasks created->finished in "
+        f"{span.total_seconds():.1f}s"
     )
     for kind, (largest_input, largest_output) in sizes.items():
         assert largest_input < 64 * 1024, (kind, largest_input)

@@ -269,10 +269,14 @@ def _declare_leaf_task(
 
 
 def _worker_name(ctx: Context) -> str:
+    name = os.environ.get("SCYTHE_WORKER_NAME")
+    if name:
+        return name
     try:
-        return str(ctx.worker.id())
+        worker_id = ctx.worker.id()
     except Exception:  # the worker id is informative only
-        return os.environ.get("SCYTHE_WORKER_NAME", "hatchet")
+        worker_id = None
+    return str(worker_id) if worker_id else "hatchet"
 
 
 def _finish_one_off(
@@ -326,6 +330,25 @@ def _declare_scatter_gather(hatchet: Hatchet, settings: Settings) -> Any:
     )(scatter_gather)
 
 
+_REGISTERED: set[tuple[tuple[int, str], str]] = set()
+
+
+def register_definitions(tasks: HatchetTasks) -> None:
+    """Tell the engine about every task, whatever this process serves.
+
+    The engine drops runs of a task that no worker has registered yet, so a fan-only worker
+    would spawn leaves into the void until a leaf worker appeared (and a driver would trigger
+    a root no one knows). Registering definitions is idempotent and cheap, once per process.
+    """
+    admin = hatchet_client()._client.admin
+    for task in [tasks.scatter_gather, *tasks.leaves.values()]:
+        key = (_client_key(), str(task.name))
+        if key in _REGISTERED:
+            continue
+        admin.put_workflow(task.to_proto())
+        _REGISTERED.add(key)
+
+
 def tasks_for(cls: type[Experiment[Any, Any]]) -> HatchetTasks:
     """The declared tasks of a worker or driver, which must include ``cls``."""
     current = _client_key()
@@ -354,6 +377,11 @@ class HatchetDispatcher:
         self.store_description = store_description
         self.tasks = tasks
         self.ctx = ctx
+
+    def leaf_plan_key(self, job: NodeJob) -> str | None:
+        # One plan per node task run: retries and durable replays of this run share it; a
+        # resumed run (new task runs) plans afresh from the journal.
+        return job.layout.key("scatter-gather", "plan", job.node, f"{self.ctx.step_run_id}.json")
 
     def _child_key(self, job: NodeJob, suffix: str) -> str:
         # run folder + node path + index (+ generation, so retry_failed spawns afresh)
@@ -487,6 +515,7 @@ class HatchetEngine:
 
     def submit(self, plan: RunPlan) -> HatchetRunHandle:
         tasks = hatchet_tasks([plan.experiment])
+        register_definitions(tasks)
         description = plan.store.describe()
         if plan.root.max_depth == 0 and plan.n_specs == 1:
             specs = _read_specs_json(plan)
@@ -561,7 +590,12 @@ class HatchetRunHandle:
                 total=manifest.n_specs,
                 error=manifest.error,
             )
-        status = hatchet_client().runs.get_status(self.run_id)
+        try:
+            status = hatchet_client().runs.get_status(self.run_id)
+        except Exception as exc:  # engine unreachable or run unknown: report what the store says
+            log.warning("could not read the status of Hatchet run %s: %s", self.run_id, exc)
+            done, failed = _leaf_counts(self.store, self.layout)
+            return Progress(state=manifest.status, done=done, failed=failed, total=manifest.n_specs)
         state = _STATES.get(getattr(status, "name", str(status)), "running")
         if state == "failed":
             error = f"the Hatchet run {self.run_id} ended as {status}"
@@ -618,6 +652,7 @@ def serve(
         else [REGISTRY.get(name) for name in REGISTRY.names()]
     )
     tasks = hatchet_tasks(classes)
+    register_definitions(tasks)
     workflows: list[Any] = []
     if config.does_fan:
         workflows.append(tasks.scatter_gather)

@@ -235,6 +235,9 @@ class _LocalDispatcher:
             )
         )
 
+    def leaf_plan_key(self, job: NodeJob) -> str | None:
+        return None  # nothing replays a local node: the journal alone decides
+
     def batch_size(self, remaining: int) -> int:
         if self.seconds_per_leaf is None or self.min_batch_seconds <= 0:
             return 1
