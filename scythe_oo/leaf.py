@@ -109,31 +109,41 @@ class LeafTimeoutError(TimeoutError):
     """The leaf ran longer than its execution timeout."""
 
 
+_ARMED_SECONDS: list[float] = []
+"""The timeout of the leaf running under the alarm, for the handler's message."""
+
+
+def _alarm(signum: int, frame: object) -> None:
+    seconds = _ARMED_SECONDS[-1] if _ARMED_SECONDS else 0.0
+    raise LeafTimeoutError(f"the leaf exceeded its execution timeout of {seconds:g}s")
+
+
 @contextlib.contextmanager
 def _deadline(seconds: float | None) -> Iterator[None]:
-    """Interrupt the leaf after ``seconds`` (main thread only; Python code only)."""
-    if seconds is None:
-        yield
-        return
+    """Interrupt the leaf after ``seconds`` (main thread only; Python code only).
+
+    The handler is installed once per process and left in place; each leaf only arms and
+    disarms the timer, two system calls instead of four.
+    """
     usable = (
-        seconds > 0
+        seconds is not None
+        and seconds > 0
         and threading.current_thread() is threading.main_thread()
         and hasattr(signal, "setitimer")
     )
     if not usable:
         yield
         return
-
-    def _alarm(signum: int, frame: object) -> None:
-        raise LeafTimeoutError(f"the leaf exceeded its execution timeout of {seconds:g}s")
-
-    previous = signal.signal(signal.SIGALRM, _alarm)
+    assert seconds is not None
+    if signal.getsignal(signal.SIGALRM) is not _alarm:
+        signal.signal(signal.SIGALRM, _alarm)
+    _ARMED_SECONDS.append(seconds)
     signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        _ARMED_SECONDS.pop()
 
 
 def execute_leaf(
