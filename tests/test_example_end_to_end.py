@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from invariants import account_for_everything
 
 from examples.building_energy.experiment import SimulateEnergy
 from examples.building_energy.sample import sample
@@ -39,6 +40,8 @@ def test_example_identical_on_local_and_s3(tmp_path: Path, s3_store: S3Store) ->
     remote.wait(timeout=180)
 
     assert local.status == remote.status == "completed"
+    account_for_everything(local, 60)
+    account_for_everything(remote, 60)
     assert remote.uri.startswith(f"s3://{s3_store.bucket}/scythe/simulate_energy/v1.0.0/")
     for name in ("scalars", "result_file_refs", "monthly", "failures"):
         a = comparable(local.results.dataframe(name))

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from fixtures_s3 import MotoServer
+from invariants import account_for_everything
 from pydantic import Field
 from tcp_proxy import ProxyProcess
 
@@ -70,6 +71,7 @@ def test_rule_breaking_outputs_become_clear_failure_rows(tmp_path: Path) -> None
     ).wait(timeout=60)
     assert run.status == "completed_with_failures"
     failures = run.failures().reset_index().set_index("mode")
+    account_for_everything(run, len(modes))
     assert "reserved" in failures.loc["reserved-table", "error_message"]
     assert "'scalars'" in failures.loc["reserved-table", "error_message"]
     for mode in ("outside-workdir", "dotdot"):
@@ -151,6 +153,7 @@ def test_store_outage_mid_run_is_ridden_out(
         thread.join()
         assert not errors
         assert run.status == "completed", run.progress()
+        account_for_everything(run, 240)
         scalars = run.results.scalars()
         assert sorted(scalars.index.get_level_values("sort_index")) == list(range(240))
         assert run.failures().empty

@@ -21,6 +21,7 @@ from hatchet_experiments import (
     executions,
 )
 from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+from invariants import account_for_everything
 from test_example_end_to_end import comparable
 
 from examples.building_energy.experiment import SimulateEnergy
@@ -33,12 +34,6 @@ from scythe_oo.store.s3 import S3Store
 pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(300)]
 
 StartWorker = Callable[..., WorkerProcess]
-
-
-def account_for_everything(run: ExperimentRun, n: int) -> None:
-    ok = list(run.results.scalars().index.get_level_values("sort_index"))
-    failed = list(run.failures().index.get_level_values("sort_index"))
-    assert sorted(ok + failed) == list(range(n))
 
 
 def test_example_on_hatchet_matches_local(start_worker: StartWorker, s3_store: S3Store) -> None:

@@ -10,6 +10,7 @@ from typing import Literal
 import pandas as pd
 import pytest
 import yaml
+from invariants import account_for_everything
 from pydantic import Field, computed_field
 
 from scythe_oo import (
@@ -129,6 +130,7 @@ def test_full_run_tables(store: LocalStore, probes: Path, data_file: Path) -> No
 
     assert run.status == "completed_with_failures"
     scalars = run.results.scalars()
+    account_for_everything(run, 20)
     assert list(scalars.index.names) == [
         "experiment_id", "sort_index", "root_workflow_run_id",
         "x", "label", "data", "extra", "probe_dir", "x_squared",
@@ -192,6 +194,7 @@ def test_bad_output_surfaces_with_field_name(
     store: LocalStore, probes: Path, data_file: Path
 ) -> None:
     run = BadOutput.allocate(make_specs(3, data_file, probes), store=store).wait(timeout=60)
+    account_for_everything(run, 3)
     assert run.status == "completed_with_failures"
     failures = run.failures()
     assert len(failures) == 3 and set(failures["error_type"]) == {"OutputValidationError"}

@@ -14,19 +14,13 @@ from pathlib import Path
 import psutil
 import pytest
 from counting_experiments import Counted, CountedInput, Crashy, executions, pool_workers
+from invariants import account_for_everything
 
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
 from scythe_oo.journal import LeafJournal
 from scythe_oo.layout import RunLayout
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def account_for_everything(run: ExperimentRun, n: int) -> None:
-    """scalars.pq + failures.pq hold every spec exactly once."""
-    ok = list(run.results.scalars().index.get_level_values("sort_index"))
-    failed = list(run.failures().index.get_level_values("sort_index"))
-    assert sorted(ok + failed) == list(range(n))
 
 
 def test_retry_failed_reruns_only_failures(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import resource
 from pathlib import Path
 
 import pytest
+from invariants import account_for_everything
 from pydantic import Field
 
 from scythe_oo import (
@@ -53,6 +54,7 @@ def test_a_million_specs(tmp_path: Path) -> None:
     )
     run.wait(timeout=850)
     assert run.status == "completed"
+    account_for_everything(run, N)
     assert run.manifest().counts.succeeded == N
     del specs
     scalars = run.results.scalars()
