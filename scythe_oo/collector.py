@@ -6,7 +6,6 @@ longer than it takes to build one column, and combining children is a concatenat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -157,7 +156,3 @@ def dataframe_index_levels(table: pa.Table) -> list[str]:
 
 def spec_json(table: pa.Table) -> list[str]:
     return [str(s) for s in table.column(SPEC_COLUMN).to_pylist()]
-
-
-def describe_index(table: pa.Table) -> str:
-    return json.dumps(index_names(table))

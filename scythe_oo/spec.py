@@ -121,14 +121,6 @@ class ExperimentInputSpec(BaseModel):
         """
         return {name: getattr(self, name) for name in type(self).model_computed_fields}
 
-    def user_fields(self) -> dict[str, Any]:
-        """The fields the user declared, without bookkeeping, as stored on the model."""
-        return {
-            name: getattr(self, name)
-            for name in type(self).model_fields
-            if name not in self.BOOKKEEPING_FIELDS
-        }
-
 
 class ExperimentOutputSpec(BaseModel):
     """Base of every experiment's output schema.
