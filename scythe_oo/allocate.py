@@ -66,9 +66,7 @@ def allocate_run(
     one_off = isinstance(specs, ExperimentInputSpec)
     with paused_gc():
         items = [specs] if one_off else _as_list(cls, specs)
-        validated = validate_specs(cls, items)
-        files = check_local_files(cls, validated)
-        computed = _computed_features(cls, validated)
+        scan = scan_specs(cls, items)
 
     store = resolve_store(cls, store)
     engine = resolve_engine(cls, engine)
@@ -88,21 +86,21 @@ def allocate_run(
         engine=engine.describe(),
         store=store.describe(),
         recursion={"factor": recursion.factor, "max_depth": recursion.max_depth},
-        n_specs=len(validated),
+        n_specs=len(items),
         one_off=one_off,
     )
     layout = claim_run_folder(store, cls.name, semver, manifest.to_yaml())
     try:
-        uploaded = _upload_inputs(store, layout, files)
+        uploaded = _upload_inputs(store, layout, scan.files)
         with paused_gc():
             table = build_specs_table(
-                cls, validated, computed, layout.experiment_id, run_id, uploaded
+                cls, items, scan.computed, layout.experiment_id, run_id, uploaded
             )
         write_table(store, layout.specs, table)
         store.put_bytes(
             layout.io_spec, yaml.safe_dump(cls.schema.io_spec(), sort_keys=False).encode()
         )
-        store.put_bytes(layout.input_artifacts, _input_artifacts_yaml(uploaded, files))
+        store.put_bytes(layout.input_artifacts, _input_artifacts_yaml(uploaded, scan.files))
         manifest = manifest.evolve(
             experiment_id=layout.experiment_id,
             io_spec=store.uri(layout.io_spec),
@@ -153,11 +151,31 @@ def _as_list(cls: type[Experiment[Any, Any]], specs: Any) -> list[Any]:
     return items
 
 
-def validate_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> list[Any]:
-    """Validated copies of ``items``; one error lists every bad position."""
+def _revalidated(input_type: type[ExperimentInputSpec], item: Any) -> Any:
+    """A validated copy of ``item``. The shallow field mapping is re-validated, which catches
+    values mutated after construction without copying the caller's nested objects."""
+    data = dict(item.__dict__) if isinstance(item, input_type) else item
+    return input_type.model_validate(data)
+
+
+@attrs.frozen
+class SpecScan:
+    """What the first pass over the specs learned: local files and computed feature names.
+
+    The validated copies themselves are not kept: for 10^6 specs they would double the
+    memory allocate needs. The second pass (build_specs_table) validates again as it writes.
+    """
+
+    files: dict[str, dict[Path, LocalFile]]
+    computed: list[str]
+
+
+def scan_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> SpecScan:
+    """Check every spec and every local file; one error lists every problem found."""
     input_type = cls.schema.input_type
     problems: list[str] = []
-    validated: list[Any] = []
+    files = _LocalFiles(cls)
+    computed: list[str] | None = None
     for position, item in enumerate(items):
         if isinstance(item, ExperimentInputSpec) and not isinstance(item, input_type):
             problems.append(
@@ -166,10 +184,7 @@ def validate_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> lis
             )
             continue
         try:
-            # dict(model) is the shallow field mapping: re-validating it catches values mutated
-            # after construction without copying the caller's nested objects.
-            data = dict(item.__dict__) if isinstance(item, input_type) else item
-            validated.append(input_type.model_validate(data))
+            spec = _revalidated(input_type, item)
         except ValidationError as exc:
             for error in exc.errors():
                 where = ".".join(map(str, error["loc"])) or "<spec>"
@@ -177,6 +192,17 @@ def validate_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> lis
                     f"spec #{position}: field {where!r}: {error['msg']} "
                     f"(got {error.get('input')!r:.80})"
                 )
+            continue
+        files.add(position, spec)
+        names = list(spec.computed_features)
+        if computed is None:
+            computed = names
+            _check_computed_names(cls, names)
+        elif names != computed:
+            problems.append(
+                f"spec #{position}: computed_features gives keys {names} but the first spec "
+                f"gives {computed}; every spec must produce the same keys in the same order."
+            )
     if problems:
         listed = problems[:MAX_LISTED_ERRORS]
         more = len(problems) - len(listed)
@@ -186,55 +212,68 @@ def validate_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> lis
             + "\n  ".join(listed)
             + (f"\n  ... and {more} more" if more else "")
         )
-    return validated
+    files.raise_problems()
+    return SpecScan(files.files, computed or [])
 
 
-def _local_paths(cls: type[Experiment[Any, Any]], spec: Any) -> Iterable[tuple[str, Path]]:
-    for plan in cls.schema.file_inputs:
-        value = getattr(spec, plan.name)
-        values = value if plan.kind is FieldKind.FILE_LIST else [value]
-        for v in values or ():
-            if isinstance(v, Path):
-                yield plan.name, v
-
-
-def check_local_files(
-    cls: type[Experiment[Any, Any]], specs: Sequence[Any]
-) -> dict[str, dict[Path, LocalFile]]:
-    """Every local input file, checked to exist and hashed, per field; nothing uploaded yet."""
-    problems: list[str] = []
-    files: dict[str, dict[Path, LocalFile]] = {}
-    by_name: dict[tuple[str, str], LocalFile] = {}
-    for position, spec in enumerate(specs):
-        for field, raw in _local_paths(cls, spec):
-            path = raw.expanduser().resolve()
-            known = files.setdefault(field, {})
-            if path in known:
-                continue
-            if not path.is_file():
-                problems.append(
-                    f"spec #{position}: field {field!r}: local file {raw} does not exist "
-                    f"(resolved to {path}); fix the path or pass an s3:// or https:// URI."
-                )
-                continue
-            local = LocalFile(path, _sha256(path))
-            stored_name = safe_name(path.name)
-            other = by_name.get((field, stored_name))
-            if other is not None and other.digest != local.digest:
-                problems.append(
-                    f"spec #{position}: field {field!r}: {path} and {other.path} are different "
-                    f"files stored under the same name {stored_name!r}; they would overwrite "
-                    "each other in the run folder. Rename one of them."
-                )
-                continue
-            by_name[(field, stored_name)] = local
-            known[path] = local
-    if problems:
+def _check_computed_names(cls: type[Experiment[Any, Any]], names: list[str]) -> None:
+    reserved = set(INDEX_PREFIX) | {p.name for p in cls.schema.inputs}
+    clash = sorted(set(names) & reserved)
+    if clash:
         raise SpecValidationError(
-            f"{cls.name}.allocate: {len(problems)} problem(s) with local input files; nothing "
-            "was written:\n  " + "\n  ".join(problems[:MAX_LISTED_ERRORS])
+            f"{cls.name}: computed feature(s) {clash} reuse input field names; rename them."
         )
-    return files
+
+
+class _LocalFiles:
+    """Every local input file of the specs, checked to exist and hashed, once per path."""
+
+    def __init__(self, cls: type[Experiment[Any, Any]]) -> None:
+        self.cls = cls
+        self.files: dict[str, dict[Path, LocalFile]] = {}
+        self.problems: list[str] = []
+        self._by_name: dict[tuple[str, str], LocalFile] = {}
+        self._seen: set[tuple[str, Path]] = set()
+
+    def add(self, position: int, spec: Any) -> None:
+        for plan in self.cls.schema.file_inputs:
+            value = getattr(spec, plan.name)
+            values = value if plan.kind is FieldKind.FILE_LIST else [value]
+            for raw in values or ():
+                if isinstance(raw, Path) and (plan.name, raw) not in self._seen:
+                    self._seen.add((plan.name, raw))
+                    self._check(position, plan.name, raw)
+
+    def _check(self, position: int, field: str, raw: Path) -> None:
+        path = raw.expanduser().resolve()
+        known = self.files.setdefault(field, {})
+        if path in known:
+            return
+        if not path.is_file():
+            self.problems.append(
+                f"spec #{position}: field {field!r}: local file {raw} does not exist "
+                f"(resolved to {path}); fix the path or pass an s3:// or https:// URI."
+            )
+            return
+        local = LocalFile(path, _sha256(path))
+        stored_name = safe_name(path.name)
+        other = self._by_name.get((field, stored_name))
+        if other is not None and other.digest != local.digest:
+            self.problems.append(
+                f"spec #{position}: field {field!r}: {path} and {other.path} are different "
+                f"files stored under the same name {stored_name!r}; they would overwrite "
+                "each other in the run folder. Rename one of them."
+            )
+            return
+        self._by_name[(field, stored_name)] = local
+        known[path] = local
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise SpecValidationError(
+                f"{self.cls.name}.allocate: {len(self.problems)} problem(s) with local input "
+                "files; nothing was written:\n  " + "\n  ".join(self.problems[:MAX_LISTED_ERRORS])
+            )
 
 
 def _sha256(path: Path) -> str:
@@ -243,26 +282,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _computed_features(
-    cls: type[Experiment[Any, Any]], specs: Sequence[Any]
-) -> list[dict[str, Any]]:
-    features = [dict(spec.computed_features) for spec in specs]
-    expected = list(features[0]) if features else []
-    reserved = set(INDEX_PREFIX) | {p.name for p in cls.schema.inputs}
-    clash = sorted(set(expected) & reserved)
-    if clash:
-        raise SpecValidationError(
-            f"{cls.name}: computed feature(s) {clash} reuse input field names; rename them."
-        )
-    for position, row in enumerate(features):
-        if list(row) != expected:
-            raise SpecValidationError(
-                f"spec #{position}: computed_features gives keys {list(row)} but spec #0 gives "
-                f"{expected}; every spec must produce the same keys in the same order."
-            )
-    return features
 
 
 Uploaded = dict[tuple[str, Path], str]
@@ -297,23 +316,28 @@ def _input_artifacts_yaml(uploaded: Uploaded, files: dict[str, dict[Path, LocalF
 
 def build_specs_table(
     cls: type[Experiment[Any, Any]],
-    specs: Sequence[Any],
-    computed: Sequence[dict[str, Any]],
+    items: Sequence[Any],
+    computed: Sequence[str],
     experiment_id: str,
     run_id: str,
     uploaded: Uploaded,
 ) -> pa.Table:
-    """specs.pq: the index columns of every spec plus each spec as JSON (``__spec__``)."""
+    """specs.pq: the index columns of every spec plus each spec as JSON (``__spec__``).
+
+    Each spec is validated again and dropped once its JSON and index values are taken, so
+    no copy of the whole sweep is held (``scan_specs`` already found any problem).
+    """
     schema = cls.schema
-    exclude = set(ExperimentInputSpec.BOOKKEEPING_FIELDS) | set(
-        schema.input_type.model_computed_fields
-    )
+    input_type = schema.input_type
+    exclude = set(ExperimentInputSpec.BOOKKEEPING_FIELDS) | set(input_type.model_computed_fields)
     head = (
         f'{{"experiment_id":{json.dumps(experiment_id)},"root_workflow_run_id":{json.dumps(run_id)}'
     )
-    finals: list[Any] = []
+    indexed = schema.indexed_inputs
+    values: dict[str, list[Any]] = {name: [] for name in [p.name for p in indexed] + list(computed)}
     payloads: list[str] = []
-    for position, spec in enumerate(specs):
+    for position, item in enumerate(items):
+        spec = _revalidated(input_type, item)
         updates: dict[str, Any] = {}
         for plan in schema.file_inputs:
             value = getattr(spec, plan.name)
@@ -321,24 +345,29 @@ def build_specs_table(
                 updates[plan.name] = [_rereference(plan.name, v, uploaded) for v in value]
             elif value is not None:
                 updates[plan.name] = _rereference(plan.name, value, uploaded)
-        final = spec.model_copy(update=updates) if updates else spec
-        finals.append(final)
+        if updates:
+            spec = spec.model_copy(update=updates)
+        for plan in indexed:
+            values[plan.name].append(index_value(plan, getattr(spec, plan.name)))
+        if computed:
+            features = spec.computed_features
+            for name in computed:
+                values[name].append(_plain(features[name]))
         # Bookkeeping is spliced into the JSON rather than copied into each model: for 10^6
         # specs the copies would cost more than everything else allocate does.
-        body = final.model_dump_json(exclude=exclude)
+        body = spec.model_dump_json(exclude=exclude)
         tail = body[1:] if body == "{}" else "," + body[1:]
         payloads.append(f'{head},"sort_index":{position}{tail}')
-    n = len(specs)
+    n = len(items)
     columns: dict[str, pa.Array] = {
         "experiment_id": pa.array([experiment_id] * n, type=pa.string()),
         "sort_index": pa.array(range(n), type=pa.int64()),
         "root_workflow_run_id": pa.array([run_id] * n, type=pa.string()),
     }
-    for plan in schema.indexed_inputs:
-        values = [index_value(plan, getattr(final, plan.name)) for final in finals]
-        columns[plan.name] = pa.array(values, type=plan.arrow_type)
-    for name in computed[0] if computed else {}:
-        columns[name] = pa.array([_plain(row[name]) for row in computed])
+    for plan in indexed:
+        columns[plan.name] = pa.array(values.pop(plan.name), type=plan.arrow_type)
+    for name in computed:
+        columns[name] = pa.array(values.pop(name))
     columns[SPEC_COLUMN] = pa.array(payloads, type=pa.string())
     return pa.table(columns)
 
