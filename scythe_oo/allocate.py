@@ -131,6 +131,7 @@ def submit_run(
         factor=manifest.recursion["factor"],
         max_depth=0 if manifest.one_off else manifest.recursion["max_depth"],
         generation=manifest.generation,
+        n_specs=manifest.n_specs,
     )
     plan = RunPlan(experiment=cls, layout=layout, store=store, root=root, n_specs=manifest.n_specs)
     return engine.submit(plan)

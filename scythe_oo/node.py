@@ -13,6 +13,7 @@ so a resumed run skips every finished subtree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -57,6 +58,8 @@ class NodeJob:
     max_depth: int
     generation: int = 1
     """Raised by ``ExperimentRun.retry_failed``: failures of older generations run again."""
+    n_specs: int = -1
+    """How many specs the node holds, when its parent knows (-1: read it from the store)."""
 
     @property
     def recursion(self) -> RecursionPolicy:
@@ -66,8 +69,10 @@ class NodeJob:
     def layout(self) -> RunLayout:
         return RunLayout.from_experiment_id(self.experiment_id)
 
-    def child(self, index: int) -> NodeJob:
-        return attrs.evolve(self, node=f"{self.node}/{index}", depth=self.depth + 1)
+    def child(self, index: int, n_specs: int = -1) -> NodeJob:
+        return attrs.evolve(
+            self, node=f"{self.node}/{index}", depth=self.depth + 1, n_specs=n_specs
+        )
 
     def specs_key(self) -> str:
         return self.layout.specs if self.node == ROOT else self.layout.node_input(self.node)
@@ -93,6 +98,10 @@ class Dispatcher(Protocol):
     """How an engine runs the children and the leaves of a node."""
 
     async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]: ...
+
+    def admission(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        """Held by a base node from reading its specs to writing its tables."""
+        ...
 
     def leaf_plan_key(self, job: NodeJob) -> str | None:
         """Where to pin the node's list of leaves to dispatch, or None not to pin it.
@@ -139,27 +148,41 @@ async def run_node(
     if done is not None:
         return done
     collector = collector or ResultCollector()
-    specs = await asyncio.to_thread(read_table, store, job.specs_key())
     recursion = job.recursion
-    if recursion.splits(job.depth, specs.num_rows):
-        children = []
-        for i, rows in enumerate(recursion.partition(specs.num_rows)):
-            child = job.child(i)
-            if not await asyncio.to_thread(store.exists, child.specs_key()):
-                await asyncio.to_thread(
-                    write_table, store, child.specs_key(), specs.take(pa.array(rows))
-                )
-            children.append(child)
-        results = await dispatcher.run_nodes(children)
-        tables = await asyncio.to_thread(_combine_children, collector, store, results)
-        leaf_parent = False
-    else:
-        outcomes = await _run_journaled_leaves(job, specs, store, dispatcher)
-        tables = await asyncio.to_thread(
-            _tables_from_leaves, collector, cls, specs, outcomes, store
-        )
-        leaf_parent = True
-    return await asyncio.to_thread(write_node, store, job, tables, leaf_parent)
+    if job.n_specs >= 0 and not recursion.splits(job.depth, job.n_specs):
+        # A base node holds its specs and outcomes while it runs: admission keeps only a few
+        # of them in memory at once, however many nodes the tree has.
+        async with dispatcher.admission():
+            specs = await asyncio.to_thread(read_table, store, job.specs_key())
+            return await _run_base_node(cls, job, specs, store, dispatcher, collector)
+    specs = await asyncio.to_thread(read_table, store, job.specs_key())
+    if not recursion.splits(job.depth, specs.num_rows):
+        return await _run_base_node(cls, job, specs, store, dispatcher, collector)
+    children = []
+    for i, rows in enumerate(recursion.partition(specs.num_rows)):
+        child = job.child(i, len(rows))
+        if not await asyncio.to_thread(store.exists, child.specs_key()):
+            await asyncio.to_thread(
+                write_table, store, child.specs_key(), specs.take(pa.array(rows))
+            )
+        children.append(child)
+    del specs  # the children have their slices; a waiting parent holds none
+    results = await dispatcher.run_nodes(children)
+    tables = await asyncio.to_thread(_combine_children, collector, store, results)
+    return await asyncio.to_thread(write_node, store, job, tables, False)
+
+
+async def _run_base_node(
+    cls: type[Experiment[Any, Any]],
+    job: NodeJob,
+    specs: pa.Table,
+    store: ArtifactStore,
+    dispatcher: Dispatcher,
+    collector: ResultCollector,
+) -> NodeResult:
+    outcomes = await _run_journaled_leaves(job, specs, store, dispatcher)
+    tables = await asyncio.to_thread(_tables_from_leaves, collector, cls, specs, outcomes, store)
+    return await asyncio.to_thread(write_node, store, job, tables, True)
 
 
 async def _run_journaled_leaves(

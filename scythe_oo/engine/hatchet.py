@@ -17,6 +17,7 @@ Nothing here connects at import time; the client is created on first use from th
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
@@ -92,6 +93,7 @@ class NodeTaskInput(BaseModel):
     factor: int
     max_depth: int
     generation: int = 1
+    n_specs: int = -1
 
     def job(self) -> NodeJob:
         return NodeJob(
@@ -102,6 +104,7 @@ class NodeTaskInput(BaseModel):
             factor=self.factor,
             max_depth=self.max_depth,
             generation=self.generation,
+            n_specs=self.n_specs,
         )
 
     @classmethod
@@ -115,6 +118,7 @@ class NodeTaskInput(BaseModel):
             factor=job.factor,
             max_depth=job.max_depth,
             generation=job.generation,
+            n_specs=job.n_specs,
         )
 
 
@@ -377,6 +381,9 @@ class HatchetDispatcher:
         self.store_description = store_description
         self.tasks = tasks
         self.ctx = ctx
+
+    def admission(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        return contextlib.nullcontext()  # each node is its own task; workers bound them
 
     def leaf_plan_key(self, job: NodeJob) -> str | None:
         # One plan per node task run: retries and durable replays of this run share it; a

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pyarrow as pa
@@ -224,8 +224,6 @@ class _LocalDispatcher:
         self.seconds_per_leaf: float | None = None
         # Two batches per worker keep every process busy while the next batch is sized.
         self.slots = asyncio.Semaphore(2 * workers)
-        # Only a few base nodes dispatch at once, so the driver holds the outcomes of a few
-        # nodes rather than of the whole sweep: memory stays flat as the sweep grows.
         self.active_nodes = asyncio.Semaphore(workers + 1)
 
     async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]:
@@ -234,6 +232,11 @@ class _LocalDispatcher:
                 *(run_node(self.plan.experiment, j, self.plan.store, self) for j in jobs)
             )
         )
+
+    def admission(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        # Only a few base nodes hold their specs and outcomes at once, so the driver's memory
+        # stays flat as the sweep grows.
+        return self.active_nodes
 
     def leaf_plan_key(self, job: NodeJob) -> str | None:
         return None  # nothing replays a local node: the journal alone decides
@@ -297,7 +300,6 @@ class _LocalDispatcher:
                 await sink(outcomes)
                 collected.extend(outcomes)
 
-        async with self.active_nodes:
-            width = min(2 * self.workers, len(pending))
-            lanes = await asyncio.gather(*(lane() for _ in range(width)))
+        width = min(2 * self.workers, len(pending))
+        lanes = await asyncio.gather(*(lane() for _ in range(width)))
         return [outcome for lane_outcomes in lanes for outcome in lane_outcomes]
