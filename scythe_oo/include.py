@@ -49,19 +49,12 @@ class IncludedWorkflow:
         """Validate ``spec``, write a versioned run folder and trigger the workflow."""
         from scythe_oo.engine.hatchet import HatchetRunHandle
         from scythe_oo.run import ExperimentRun
-        from scythe_oo.settings import Settings
-        from scythe_oo.store import LocalStore, S3Store
+        from scythe_oo.strategies import default_store
 
         validated = self.input_type.model_validate(
             spec.model_dump() if isinstance(spec, BaseModel) else spec
         )
-        if store is None:
-            settings = Settings.from_env()
-            store = (
-                S3Store(bucket=settings.storage_bucket, prefix=settings.storage_bucket_prefix)
-                if settings.storage_bucket
-                else LocalStore(root=settings.local_root)
-            )
+        store = store or default_store()
         semver = resolve_version(store, self.name, version, self.version_policy)
         manifest = Manifest(
             experiment_id="",

@@ -22,6 +22,11 @@ def resolve_store(cls: type[Experiment[Any, Any]], store: ArtifactStore | None) 
         return store
     if cls.store is not None:
         return cls.store
+    return default_store()
+
+
+def default_store() -> ArtifactStore:
+    """The store the settings ask for: S3 when SCYTHE_STORAGE_BUCKET is set, else local."""
     settings = Settings.from_env()
     if settings.storage_bucket:
         from scythe_oo.store.s3 import S3Store
