@@ -1,18 +1,19 @@
 """ResultCollector: turns leaf outcomes into Arrow tables and combines children's tables.
 
 Everything is column-wise Arrow: a node never holds its leaves' outputs as Python objects any
-longer than it takes to build one column, and combining children is a concatenation of tables.
+longer than it takes to build one column, and combining children is a streaming merge of their
+Parquet files (scythe_oo.gather), so no node holds its whole subtree's results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import attrs
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from scythe_oo.gather import merge_sorted
 from scythe_oo.leaf import DATAFRAME_INDEX_META
 from scythe_oo.outcome import LeafOutcome
 from scythe_oo.schema import ExperimentSchema, scalar_columns
@@ -59,6 +60,11 @@ def index_names(specs: pa.Table) -> list[str]:
 class ResultCollector:
     """How leaf outcomes become tables. Subclass to change column building or combination."""
 
+    merge_rows: int = attrs.field(
+        default=65_536, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
+    )
+    """Rows a node holds while merging its children's tables; bounds its gather memory."""
+
     def from_leaves(
         self,
         schema: ExperimentSchema,
@@ -100,14 +106,18 @@ class ResultCollector:
             tables[DATAFRAME_PREFIX + name] = concat(parts)
         return NodeTables(tables)
 
-    def combine(self, children: Sequence[NodeTables]) -> NodeTables:
-        """One node's tables from its children's, in sort_index order."""
-        names = sorted({name for child in children for name in child.tables})
-        combined = {}
-        for name in names:
-            parts = [c.tables[name] for c in children if name in c.tables]
-            combined[name] = sort_by_index(concat(parts))
-        return NodeTables(combined)
+    def combine(
+        self,
+        store: ArtifactStore,
+        sources: Mapping[str, Sequence[str]],
+        destinations: Mapping[str, str],
+    ) -> None:
+        """Merge each table name's children (by key) into its destination, in sort_index order.
+
+        Streamed: at most ``merge_rows`` rows of a table are in memory at once.
+        """
+        for name, keys in sources.items():
+            merge_sorted(store, keys, destinations[name], budget_rows=self.merge_rows)
 
 
 def _with_columns(index: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
@@ -142,15 +152,8 @@ def concat(parts: Sequence[pa.Table]) -> pa.Table:
     return table.replace_schema_metadata(metadata) if metadata else table
 
 
-def sort_by_index(table: pa.Table) -> pa.Table:
-    if table.num_rows < 2 or "sort_index" not in table.column_names:
-        return table
-    order = pc.sort_indices(table, sort_keys=[("sort_index", "ascending")])
-    return table.take(order)
-
-
-def dataframe_index_levels(table: pa.Table) -> list[str]:
-    raw = (table.schema.metadata or {}).get(DATAFRAME_INDEX_META, b"").decode()
+def dataframe_index_levels(schema: pa.Schema) -> list[str]:
+    raw = (schema.metadata or {}).get(DATAFRAME_INDEX_META, b"").decode()
     return [n for n in raw.split(",") if n]
 
 

@@ -29,14 +29,16 @@ from scythe_oo.collector import (
     dataframe_index_levels,
 )
 from scythe_oo.errors import ArtifactNotFoundError
+from scythe_oo.gather import copy_table
 from scythe_oo.gcpause import paused_gc
 from scythe_oo.journal import LeafJournal
 from scythe_oo.layout import RunLayout
 from scythe_oo.manifest import Counts, Manifest, utc_now
 from scythe_oo.outcome import LeafOutcome
 from scythe_oo.recursion import RecursionPolicy
+from scythe_oo.scatter import child_sizes, count_rows, split_grid_stride
 from scythe_oo.settings import Settings
-from scythe_oo.tables import read_table, write_table
+from scythe_oo.tables import open_parquet, read_table, write_table
 
 if TYPE_CHECKING:
     from scythe_oo.experiment import Experiment
@@ -149,27 +151,19 @@ async def run_node(
         return done
     collector = collector or ResultCollector()
     recursion = job.recursion
-    if job.n_specs >= 0 and not recursion.splits(job.depth, job.n_specs):
+    n_specs = job.n_specs
+    if n_specs < 0:  # the root: its size is in the footer of specs.pq
+        n_specs = await asyncio.to_thread(count_rows, store, job.specs_key())
+    if not recursion.splits(job.depth, n_specs):
         # A base node holds its specs and outcomes while it runs: admission keeps only a few
         # of them in memory at once, however many nodes the tree has.
         async with dispatcher.admission():
             specs = await asyncio.to_thread(read_table, store, job.specs_key())
             return await _run_base_node(cls, job, specs, store, dispatcher, collector)
-    specs = await asyncio.to_thread(read_table, store, job.specs_key())
-    if not recursion.splits(job.depth, specs.num_rows):
-        return await _run_base_node(cls, job, specs, store, dispatcher, collector)
-    children = []
-    for i, rows in enumerate(recursion.partition(specs.num_rows)):
-        child = job.child(i, len(rows))
-        if not await asyncio.to_thread(store.exists, child.specs_key()):
-            await asyncio.to_thread(
-                write_table, store, child.specs_key(), specs.take(pa.array(rows))
-            )
-        children.append(child)
-    del specs  # the children have their slices; a waiting parent holds none
+    children = [job.child(i, size) for i, size in enumerate(child_sizes(n_specs, job.factor))]
+    await asyncio.to_thread(_scatter, store, job, children)
     results = await dispatcher.run_nodes(children)
-    tables = await asyncio.to_thread(_combine_children, collector, store, results)
-    return await asyncio.to_thread(write_node, store, job, tables, False)
+    return await asyncio.to_thread(_gather_children, collector, store, job, results)
 
 
 async def _run_base_node(
@@ -243,14 +237,29 @@ def _tables_from_leaves(
         return collector.from_leaves(cls.schema, specs, outcomes, store)
 
 
-def _combine_children(
-    collector: ResultCollector, store: ArtifactStore, results: Sequence[NodeResult]
-) -> NodeTables:
-    children = [
-        NodeTables({name: read_table(store, key) for name, key in r.tables.items()})
-        for r in results
-    ]
-    return collector.combine(children)
+def _scatter(store: ArtifactStore, job: NodeJob, children: Sequence[NodeJob]) -> None:
+    """Write the children's specs; a replayed node leaves the ones already written alone."""
+    missing = [None if store.exists(c.specs_key()) else c.specs_key() for c in children]
+    if any(missing):
+        split_grid_stride(store, job.specs_key(), missing, job.factor)
+
+
+def _gather_children(
+    collector: ResultCollector, store: ArtifactStore, job: NodeJob, results: Sequence[NodeResult]
+) -> NodeResult:
+    """Merge the children's tables, read by key, into this node's; the counts add up."""
+    names = sorted({name for r in results for name in r.tables})
+    sources = {name: [r.tables[name] for r in results if name in r.tables] for name in names}
+    keys = {name: job.layout.node_output(job.node, name) for name in names}
+    collector.combine(store, sources, keys)
+    return record_node(
+        store,
+        job,
+        keys,
+        succeeded=sum(r.succeeded for r in results),
+        failed=sum(r.failed for r in results),
+        leaf_parent=False,
+    )
 
 
 def write_node(
@@ -261,11 +270,23 @@ def write_node(
         key = job.layout.node_output(job.node, name)
         write_table(store, key, table)
         keys[name] = key
+    return record_node(store, job, keys, tables.succeeded, tables.failed, leaf_parent)
+
+
+def record_node(
+    store: ArtifactStore,
+    job: NodeJob,
+    keys: dict[str, str],
+    succeeded: int,
+    failed: int,
+    leaf_parent: bool,
+) -> NodeResult:
+    """Checkpoint the node once its tables are stored: the marker is always written last."""
     result = NodeResult(
         node=job.node,
         tables=keys,
-        succeeded=tables.succeeded,
-        failed=tables.failed,
+        succeeded=succeeded,
+        failed=failed,
         generation=job.generation,
         leaf_parent=leaf_parent,
     )
@@ -276,20 +297,23 @@ def write_node(
 def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> Manifest:
     """Write final/ from the root's tables, then mark the manifest complete.
 
-    Tables are written first and the manifest last, so a reader who sees a completed status
-    always finds every final table.
+    Each table is copied batch by batch with pandas metadata added, so the root never holds a
+    whole table. Tables are written first and the manifest last, so a reader who sees a
+    completed status always finds every final table.
     """
-    failures = read_table(store, root.tables["failures"])
-    index = [c for c in failures.column_names if c not in FAILURE_COLUMNS]
+    failures_schema = _schema(store, root.tables["failures"])
+    index = [c for c in failures_schema.names if c not in FAILURE_COLUMNS]
     for name, key in root.tables.items():
-        table = failures if name == "failures" else read_table(store, key)
+        schema = failures_schema if name == "failures" else _schema(store, key)
         levels = index
-        if name == "result_file_refs" and table.num_columns == len(index):
+        if name == "result_file_refs" and len(schema.names) == len(index):
             continue  # the output schema has no file fields
         if name.startswith(DATAFRAME_PREFIX):
-            levels = dataframe_index_levels(table)
+            levels = dataframe_index_levels(schema)
             name = name[len(DATAFRAME_PREFIX) :]
-        write_table(store, layout.final(name), with_pandas_index(table, levels))
+        columns = [*(c for c in schema.names if c not in levels), *levels]
+        metadata = pandas_index_metadata(schema, levels)
+        copy_table(store, key, layout.final(name), columns=columns, metadata=metadata)
     manifest = Manifest.from_yaml(store.get_bytes(layout.manifest))
     counts = Counts(
         succeeded=root.succeeded, failed=root.failed, total=root.succeeded + root.failed
@@ -303,17 +327,21 @@ def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> M
     return manifest
 
 
-def with_pandas_index(table: pa.Table, levels: Sequence[str]) -> pa.Table:
-    """The table with pandas metadata that makes ``levels`` its index when read by pandas.
+def _schema(store: ArtifactStore, key: str) -> pa.Schema:
+    with open_parquet(store, key) as parquet:
+        return parquet.schema_arrow
 
-    The metadata is derived from a zero-row slice, so the final tables are written straight
-    from Arrow: the root never turns 10^6 rows into pandas objects.
+
+def pandas_index_metadata(schema: pa.Schema, levels: Sequence[str]) -> dict[bytes, bytes]:
+    """Schema metadata that makes ``levels`` the index when pandas reads the table.
+
+    Derived from a zero-row table, so final tables are written straight from Arrow: the root
+    never turns 10^6 rows into pandas objects.
     """
-    data = [c for c in table.column_names if c not in levels]
-    ordered = table.select([*data, *levels])
-    sample = ordered.slice(0, 0).to_pandas().set_index(list(levels))
+    data = [c for c in schema.names if c not in levels]
+    sample = schema.empty_table().select([*data, *levels]).to_pandas().set_index(list(levels))
     pandas_meta = pa.Schema.from_pandas(sample, preserve_index=True).metadata
-    return ordered.replace_schema_metadata({**(ordered.schema.metadata or {}), **pandas_meta})
+    return {**(schema.metadata or {}), **pandas_meta}
 
 
 def mark_running(store: ArtifactStore, layout: RunLayout, engine_run_id: str | None) -> None:

@@ -1,20 +1,68 @@
-"""Parquet through a store: the few helpers every table writer and reader shares."""
+"""Parquet through a store: the few helpers every table writer and reader shares.
+
+Small tables go through memory (``read_table`` / ``write_table``). Gathered tables can hold
+millions of rows, so they are read and written as files instead (``open_parquet`` /
+``parquet_sink``): a reader pulls one batch at a time and a writer emits one row group at a
+time, and neither ever holds the whole table.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from scythe_oo.errors import ArtifactNotFoundError
 from scythe_oo.store.base import ArtifactStore
+
+COMPRESSION = "zstd"
 
 
 def write_table(store: ArtifactStore, key: str, table: pa.Table) -> str:
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
+    pq.write_table(table, buffer, compression=COMPRESSION)
     return store.put_bytes(key, buffer.getvalue())
 
 
 def read_table(store: ArtifactStore, key: str) -> pa.Table:
     return pq.read_table(pa.BufferReader(store.get_bytes(key)))
+
+
+def _local_path(store: ArtifactStore, key: str) -> Path | None:
+    """The file behind ``key`` when the store keeps it on this machine: read it in place."""
+    uri = urlparse(store.uri(key))
+    if uri.scheme != "file" or uri.netloc not in ("", "localhost"):
+        return None
+    return Path(unquote(uri.path))
+
+
+@contextlib.contextmanager
+def open_parquet(store: ArtifactStore, key: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file to read batch by batch: in place when local, else a temporary download."""
+    path = _local_path(store, key)
+    if path is not None:
+        if not path.is_file():
+            raise ArtifactNotFoundError(f"no object at {store.uri(key)}")
+        with pq.ParquetFile(path) as parquet:
+            yield parquet
+        return
+    with tempfile.TemporaryDirectory(prefix="scythe-read-") as tmp:
+        local = store.get_file(key, Path(tmp) / "table.pq")
+        with pq.ParquetFile(local) as parquet:
+            yield parquet
+
+
+@contextlib.contextmanager
+def parquet_sink(store: ArtifactStore, key: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A writer whose file reaches ``key`` only if the block completes: no partial tables."""
+    with tempfile.TemporaryDirectory(prefix="scythe-write-") as tmp:
+        path = Path(tmp) / "table.pq"
+        with pq.ParquetWriter(path, schema, compression=COMPRESSION) as writer:
+            yield writer
+        store.put_file(key, path)
