@@ -11,6 +11,7 @@ import os
 import socket
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from scythe_oo.store.base import ArtifactStore
 
 FINAL_TABLES = ("scalars", "result_file_refs", "failures")
+DOWNLOAD_THREADS = 8
 
 
 @attrs.define
@@ -246,20 +248,22 @@ class ExperimentRun:
         return ExperimentRun(store=self.store, layout=self.layout, experiment=cls, handle=handle)
 
     def download(self, dest: str | Path) -> Path:
-        """Copy the run folder's final tables and metadata into ``dest``."""
+        """Copy the run folder's final tables and metadata into ``dest``.
+
+        Only final/ is listed (a big run folder holds millions of per-leaf objects), and the
+        files are fetched a few at a time in parallel, which is what makes S3 fast.
+        """
         dest = Path(dest)
-        for key in self.store.list_keys(self.layout.root):
-            relative = key[len(self.layout.root) + 1 :]
-            if relative.startswith(
-                (
-                    "final/",
-                    "manifest.yml",
-                    "experiment_io_spec.yml",
-                    "input_artifacts.yml",
-                    "specs.pq",
-                )
-            ):
-                self.store.get_file(key, dest / relative)
+        layout = self.layout
+        keys = [layout.manifest, layout.io_spec, layout.input_artifacts, layout.specs]
+        keys += self.store.list_keys(layout.final_prefix)
+        present = [k for k in keys if k.startswith(layout.final_prefix) or self.store.exists(k)]
+
+        def fetch(key: str) -> Path:
+            return self.store.get_file(key, dest / key[len(layout.root) + 1 :])
+
+        with ThreadPoolExecutor(max_workers=DOWNLOAD_THREADS) as pool:
+            list(pool.map(fetch, present))
         return dest
 
     @classmethod

@@ -235,6 +235,8 @@ def test_download(store: LocalStore, probes: Path, data_file: Path, tmp_path: Pa
     dest = run.download(tmp_path / "copy")
     assert (dest / "final" / "scalars.pq").is_file()
     assert (dest / "manifest.yml").is_file()
+    assert (dest / "specs.pq").is_file()
+    assert not (dest / "scatter-gather").exists()  # per-node working files stay in the store
     pd.testing.assert_frame_equal(
         pd.read_parquet(dest / "final" / "scalars.pq"), run.results.scalars()
     )

@@ -96,30 +96,11 @@ class NodeTaskInput(BaseModel):
     n_specs: int = -1
 
     def job(self) -> NodeJob:
-        return NodeJob(
-            experiment=self.experiment,
-            experiment_id=self.experiment_id,
-            node=self.node,
-            depth=self.depth,
-            factor=self.factor,
-            max_depth=self.max_depth,
-            generation=self.generation,
-            n_specs=self.n_specs,
-        )
+        return NodeJob(**self.model_dump(exclude={"store"}))
 
     @classmethod
     def of(cls, job: NodeJob, store: dict[str, str]) -> NodeTaskInput:
-        return cls(
-            experiment=job.experiment,
-            experiment_id=job.experiment_id,
-            store=store,
-            node=job.node,
-            depth=job.depth,
-            factor=job.factor,
-            max_depth=job.max_depth,
-            generation=job.generation,
-            n_specs=job.n_specs,
-        )
+        return cls(store=store, **attrs.asdict(job))
 
 
 class NodeTaskOutput(BaseModel):
@@ -236,10 +217,10 @@ def _declare_leaf_task(
 
     execution = cls.timeouts.execution or settings.timeout_experiment_execution
     schedule = cls.timeouts.schedule or settings.timeout_experiment_schedule
-    labels = {
-        label.value: DesiredWorkerLabel(value="true", required=True)
+    labels = [
+        DesiredWorkerLabel(key=label.value, value="true", required=True)
         for label in sorted(cls.worker_labels)
-    }
+    ]
 
     def leaf(input: LeafTaskInput, ctx: Context) -> LeafTaskOutput:
         store = store_from_description(input.store)
