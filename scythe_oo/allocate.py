@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,7 @@ from pydantic import TypeAdapter, ValidationError
 from scythe_oo.collector import SPEC_COLUMN
 from scythe_oo.engine.base import RunPlan
 from scythe_oo.errors import SpecValidationError
+from scythe_oo.gather import conform
 from scythe_oo.gcpause import paused_gc
 from scythe_oo.layout import SemVer, claim_run_folder, resolve_version, safe_name
 from scythe_oo.manifest import Manifest, utc_now
@@ -31,7 +32,7 @@ from scythe_oo.node import ROOT, NodeJob, fail_run
 from scythe_oo.schema import INDEX_PREFIX, FieldKind, index_value
 from scythe_oo.spec import ExperimentInputSpec, FileReference
 from scythe_oo.strategies import resolve_engine, resolve_recursion, resolve_store
-from scythe_oo.tables import write_table
+from scythe_oo.tables import parquet_sink, write_table
 
 if TYPE_CHECKING:
     from scythe_oo.engine.base import Engine, RunHandle
@@ -92,11 +93,11 @@ def allocate_run(
     layout = claim_run_folder(store, cls.name, semver, manifest.to_yaml())
     try:
         uploaded = _upload_inputs(store, layout, scan.files)
-        with paused_gc():
-            table = build_specs_table(
-                cls, items, scan.computed, layout.experiment_id, run_id, uploaded
-            )
-        write_table(store, layout.specs, table)
+        write_specs(
+            store,
+            layout.specs,
+            lambda: specs_tables(cls, items, scan.computed, layout.experiment_id, run_id, uploaded),
+        )
         store.put_bytes(
             layout.io_spec, yaml.safe_dump(cls.schema.io_spec(), sort_keys=False).encode()
         )
@@ -164,7 +165,7 @@ class SpecScan:
     """What the first pass over the specs learned: local files and computed feature names.
 
     The validated copies themselves are not kept: for 10^6 specs they would double the
-    memory allocate needs. The second pass (build_specs_table) validates again as it writes.
+    memory allocate needs. The second pass (specs_tables) validates again as it writes.
     """
 
     files: dict[str, dict[Path, LocalFile]]
@@ -315,19 +316,43 @@ def _input_artifacts_yaml(uploaded: Uploaded, files: dict[str, dict[Path, LocalF
     return yaml.safe_dump({"files": listing}, sort_keys=False).encode()
 
 
-def build_specs_table(
+SPECS_CHUNK_ROWS = 50_000
+"""Specs turned into Arrow and written per chunk: allocate holds one chunk's Python objects."""
+
+
+def specs_tables(
     cls: type[Experiment[Any, Any]],
     items: Sequence[Any],
     computed: Sequence[str],
     experiment_id: str,
     run_id: str,
     uploaded: Uploaded,
-) -> pa.Table:
-    """specs.pq: the index columns of every spec plus each spec as JSON (``__spec__``).
+    chunk_rows: int | None = None,
+) -> Iterator[pa.Table]:
+    """specs.pq, chunk by chunk: the index columns of every spec plus each spec as JSON
+    (``__spec__``).
 
     Each spec is validated again and dropped once its JSON and index values are taken, so
     no copy of the whole sweep is held (``scan_specs`` already found any problem).
     """
+    rows = chunk_rows or SPECS_CHUNK_ROWS
+    for start in range(0, len(items), rows):
+        with paused_gc():
+            table = _specs_chunk(
+                cls, items[start : start + rows], start, computed, experiment_id, run_id, uploaded
+            )
+        yield table
+
+
+def _specs_chunk(
+    cls: type[Experiment[Any, Any]],
+    items: Sequence[Any],
+    start: int,
+    computed: Sequence[str],
+    experiment_id: str,
+    run_id: str,
+    uploaded: Uploaded,
+) -> pa.Table:
     schema = cls.schema
     input_type = schema.input_type
     exclude = set(ExperimentInputSpec.BOOKKEEPING_FIELDS) | set(input_type.model_computed_fields)
@@ -337,7 +362,7 @@ def build_specs_table(
     indexed = schema.indexed_inputs
     values: dict[str, list[Any]] = {name: [] for name in [p.name for p in indexed] + list(computed)}
     payloads: list[str] = []
-    for position, item in enumerate(items):
+    for position, item in enumerate(items, start):
         spec = _revalidated(input_type, item)
         updates: dict[str, Any] = {}
         for plan in schema.file_inputs:
@@ -362,7 +387,7 @@ def build_specs_table(
     n = len(items)
     columns: dict[str, pa.Array] = {
         "experiment_id": pa.array([experiment_id] * n, type=pa.string()),
-        "sort_index": pa.array(range(n), type=pa.int64()),
+        "sort_index": pa.array(range(start, start + n), type=pa.int64()),
         "root_workflow_run_id": pa.array([run_id] * n, type=pa.string()),
     }
     for plan in indexed:
@@ -371,6 +396,25 @@ def build_specs_table(
         columns[name] = pa.array(values.pop(name))
     columns[SPEC_COLUMN] = pa.array(payloads, type=pa.string())
     return pa.table(columns)
+
+
+def write_specs(store: ArtifactStore, key: str, chunks: Callable[[], Iterator[pa.Table]]) -> None:
+    """Write specs.pq a chunk at a time, in the first chunk's schema.
+
+    Computed features are typed by their values, so a later chunk can disagree with the first
+    (ints, then floats). Then the chunks are built again and unified in memory: slower, but
+    the types are the same as if the whole sweep had been one chunk.
+    """
+    stream = chunks()
+    first = next(stream)
+    try:
+        with parquet_sink(store, key, first.schema) as writer:
+            writer.write_table(first)
+            for table in stream:
+                writer.write_table(conform(table, first.schema))
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        del first, stream
+        write_table(store, key, pa.concat_tables(list(chunks()), promote_options="permissive"))
 
 
 _FILE_REFERENCE = TypeAdapter(FileReference)
