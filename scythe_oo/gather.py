@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scythe_oo.store.base import ArtifactStore
-from scythe_oo.tables import open_parquet, parquet_sink
+from scythe_oo.tables import open_parquet, open_parquets, parquet_sink
 
 SORT_KEY = "sort_index"
 
@@ -84,7 +84,7 @@ def merge_sorted(
     at most 1.5 times that. Tables without a sort_index column are appended in the order given.
     """
     with contextlib.ExitStack() as stack:
-        files = [stack.enter_context(open_parquet(store, key)) for key in sources]
+        files = stack.enter_context(open_parquets(store, sources))
         schema = unified_schema([f.schema_arrow for f in files])
         writer = stack.enter_context(parquet_sink(store, dest, schema))
         per_source = max(256, budget_rows // max(1, len(files)))

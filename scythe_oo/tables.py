@@ -11,7 +11,8 @@ from __future__ import annotations
 import contextlib
 import io
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -22,6 +23,7 @@ from scythe_oo.errors import ArtifactNotFoundError
 from scythe_oo.store.base import ArtifactStore
 
 COMPRESSION = "zstd"
+DOWNLOAD_THREADS = 8
 
 
 def write_table(store: ArtifactStore, key: str, table: pa.Table) -> str:
@@ -45,17 +47,31 @@ def _local_path(store: ArtifactStore, key: str) -> Path | None:
 @contextlib.contextmanager
 def open_parquet(store: ArtifactStore, key: str) -> Iterator[pq.ParquetFile]:
     """A Parquet file to read batch by batch: in place when local, else a temporary download."""
-    path = _local_path(store, key)
-    if path is not None:
-        if not path.is_file():
-            raise ArtifactNotFoundError(f"no object at {store.uri(key)}")
-        with pq.ParquetFile(path) as parquet:
-            yield parquet
-        return
-    with tempfile.TemporaryDirectory(prefix="scythe-read-") as tmp:
-        local = store.get_file(key, Path(tmp) / "table.pq")
-        with pq.ParquetFile(local) as parquet:
-            yield parquet
+    with open_parquets(store, [key]) as (parquet,):
+        yield parquet
+
+
+@contextlib.contextmanager
+def open_parquets(store: ArtifactStore, keys: Sequence[str]) -> Iterator[list[pq.ParquetFile]]:
+    """Several Parquet files at once; remote ones are downloaded in parallel, a few at a time."""
+    paths = [_local_path(store, key) for key in keys]
+    with contextlib.ExitStack() as stack:
+        remote = [i for i, path in enumerate(paths) if path is None]
+        if remote:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scythe-read-")))
+
+            def fetch(i: int) -> Path:
+                return store.get_file(keys[i], tmp / f"{i}.pq")
+
+            with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(remote))) as pool:
+                for i, fetched in zip(remote, pool.map(fetch, remote), strict=True):
+                    paths[i] = fetched
+        files = []
+        for key, local in zip(keys, paths, strict=True):
+            if local is None or not local.is_file():
+                raise ArtifactNotFoundError(f"no object at {store.uri(key)}")
+            files.append(stack.enter_context(pq.ParquetFile(local)))
+        yield files
 
 
 @contextlib.contextmanager
