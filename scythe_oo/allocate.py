@@ -8,7 +8,10 @@ then is the root node handed to the engine. The caller's spec objects are never 
 
 from __future__ import annotations
 
+import enum
+import functools
 import hashlib
+import inspect
 import json
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import pyarrow as pa
+import pyarrow.compute as pc
 import yaml
 from pydantic import TypeAdapter, ValidationError
 
@@ -29,7 +33,7 @@ from scythe_oo.gcpause import paused_gc
 from scythe_oo.layout import SemVer, claim_run_folder, resolve_version, safe_name
 from scythe_oo.manifest import Manifest, utc_now
 from scythe_oo.node import ROOT, NodeJob, fail_run
-from scythe_oo.schema import INDEX_PREFIX, FieldKind, index_value
+from scythe_oo.schema import INDEX_PREFIX, FieldKind, typed_column
 from scythe_oo.spec import ExperimentInputSpec, FileReference
 from scythe_oo.strategies import resolve_engine, resolve_recursion, resolve_store
 from scythe_oo.tables import parquet_sink, write_table
@@ -96,7 +100,7 @@ def allocate_run(
         write_specs(
             store,
             layout.specs,
-            lambda: specs_tables(cls, items, scan.computed, layout.experiment_id, run_id, uploaded),
+            lambda: specs_tables(cls, items, scan, layout.experiment_id, run_id, uploaded),
         )
         store.put_bytes(
             layout.io_spec, yaml.safe_dump(cls.schema.io_spec(), sort_keys=False).encode()
@@ -156,55 +160,72 @@ def _as_list(cls: type[Experiment[Any, Any]], specs: Any) -> list[Any]:
 def _revalidated(input_type: type[ExperimentInputSpec], item: Any) -> Any:
     """A validated copy of ``item``. The shallow field mapping is re-validated, which catches
     values mutated after construction without copying the caller's nested objects."""
-    data = dict(item.__dict__) if isinstance(item, input_type) else item
-    return input_type.model_validate(data)
+    return input_type.model_validate(_fields_of(input_type, item))
+
+
+def _fields_of(input_type: type[ExperimentInputSpec], item: Any) -> Any:
+    """What to validate: a spec's current field values (copied, so validation cannot touch the
+    caller's object), or the item itself when it is not a spec (a dict, say)."""
+    return dict(item.__dict__) if isinstance(item, input_type) else item
+
+
+VALIDATE_ROWS = 4096
+"""Specs validated and encoded per call: few enough that no copy of a large sweep is held."""
+
+
+@functools.cache
+def _spec_list(input_type: type[ExperimentInputSpec]) -> TypeAdapter[list[ExperimentInputSpec]]:
+    """Validates a chunk of specs in one call rather than one call per spec."""
+    return TypeAdapter(list[input_type])  # type: ignore[valid-type]
+
+
+@attrs.frozen
+class EncodedChunk:
+    """specs.pq columns for a run of consecutive specs, before the run folder is known.
+
+    ``index`` holds one Arrow array per indexed input; ``computed`` the plain values of each
+    computed feature, typed only when a whole chunk of specs.pq is built (by their values, so
+    every chunk of specs.pq gets one type); ``tails`` each spec's JSON without its opening
+    brace and bookkeeping fields, which are spliced in once the run's ids exist.
+    """
+
+    index: dict[str, pa.Array]
+    computed: dict[str, list[Any]]
+    tails: pa.Array
 
 
 @attrs.frozen
 class SpecScan:
-    """What the first pass over the specs learned: local files and computed feature names.
+    """What the first pass over the specs learned: local files, computed feature names and,
+    for a sweep that fits in one chunk of specs.pq, that chunk's columns.
 
-    The validated copies themselves are not kept: for 10^6 specs they would double the
-    memory allocate needs. The second pass (specs_tables) validates again as it writes.
+    Validated copies themselves are not kept: for 10^6 specs they would double the memory
+    allocate needs. A sweep of up to SPECS_CHUNK_ROWS specs is encoded as it is checked, so
+    its specs are validated once; a larger one is validated again, chunk by chunk, as
+    specs.pq is written (``specs_tables``), so allocate never holds more than one chunk.
     """
 
     files: dict[str, dict[Path, LocalFile]]
     computed: list[str]
+    encoded: list[EncodedChunk] | None
 
 
 def scan_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> SpecScan:
     """Check every spec and every local file; one error lists every problem found."""
-    input_type = cls.schema.input_type
     problems: list[str] = []
     files = _LocalFiles(cls)
-    computed: list[str] | None = None
-    for position, item in enumerate(items):
-        if isinstance(item, ExperimentInputSpec) and not isinstance(item, input_type):
-            problems.append(
-                f"spec #{position}: is a {type(item).__name__}, but {cls.name} takes "
-                f"{input_type.__name__}; allocate it with the experiment it belongs to."
-            )
-            continue
-        try:
-            spec = _revalidated(input_type, item)
-        except ValidationError as exc:
-            for error in exc.errors():
-                where = ".".join(map(str, error["loc"])) or "<spec>"
-                problems.append(
-                    f"spec #{position}: field {where!r}: {error['msg']} "
-                    f"(got {error.get('input')!r:.80})"
-                )
-            continue
-        files.add(position, spec)
-        names = list(spec.computed_features)
-        if computed is None:
-            computed = names
-            _check_computed_names(cls, names)
-        elif names != computed:
-            problems.append(
-                f"spec #{position}: computed_features gives keys {names} but the first spec "
-                f"gives {computed}; every spec must produce the same keys in the same order."
-            )
+    features = _Features(cls)
+    encoded: list[EncodedChunk] | None = [] if len(items) <= SPECS_CHUNK_ROWS else None
+    for first in range(0, len(items), VALIDATE_ROWS):
+        positions, valid = _validate_chunk(
+            cls, items[first : first + VALIDATE_ROWS], first, problems
+        )
+        if cls.schema.file_inputs:
+            for position, spec in zip(positions, valid, strict=True):
+                files.add(position, spec)
+        names = features.check(positions, valid, problems)
+        if encoded is not None and not problems:
+            encoded.append(_encode_chunk(cls, valid, names))
     if problems:
         listed = problems[:MAX_LISTED_ERRORS]
         more = len(problems) - len(listed)
@@ -215,7 +236,92 @@ def scan_specs(cls: type[Experiment[Any, Any]], items: Sequence[Any]) -> SpecSca
             + (f"\n  ... and {more} more" if more else "")
         )
     files.raise_problems()
-    return SpecScan(files.files, computed or [])
+    return SpecScan(files.files, features.names or [], encoded)
+
+
+def _foreign(input_type: type[ExperimentInputSpec], item: Any) -> bool:
+    """A spec of another experiment."""
+    return type(item) is not input_type and (
+        isinstance(item, ExperimentInputSpec) and not isinstance(item, input_type)
+    )
+
+
+def _validate_chunk(
+    cls: type[Experiment[Any, Any]], chunk: Sequence[Any], first: int, problems: list[str]
+) -> tuple[list[int], list[Any]]:
+    """The positions and validated copies of the valid specs of ``chunk``, which starts at
+    position ``first``; a problem for each invalid one."""
+    input_type = cls.schema.input_type
+    if not any(_foreign(input_type, item) for item in chunk):
+        try:
+            specs = _spec_list(input_type).validate_python(
+                [_fields_of(input_type, item) for item in chunk]
+            )
+            return list(range(first, first + len(chunk))), specs
+        except ValidationError:
+            pass  # the slow path below tells exactly which spec failed, and why
+    found = _validate_one_by_one(cls, chunk, first, problems)
+    return [position for position, _ in found], [spec for _, spec in found]
+
+
+def _validate_one_by_one(
+    cls: type[Experiment[Any, Any]], chunk: Sequence[Any], first: int, problems: list[str]
+) -> list[tuple[int, Any]]:
+    """The valid specs of ``chunk`` with their positions; a problem for each invalid one."""
+    input_type = cls.schema.input_type
+    valid = []
+    for position, item in enumerate(chunk, start=first):
+        if _foreign(input_type, item):
+            problems.append(
+                f"spec #{position}: is a {type(item).__name__}, but {cls.name} takes "
+                f"{input_type.__name__}; allocate it with the experiment it belongs to."
+            )
+            continue
+        try:
+            valid.append((position, _revalidated(input_type, item)))
+        except ValidationError as exc:
+            for error in exc.errors():
+                where = ".".join(map(str, error["loc"])) or "<spec>"
+                problems.append(
+                    f"spec #{position}: field {where!r}: {error['msg']} "
+                    f"(got {error.get('input')!r:.80})"
+                )
+    return valid
+
+
+class _Features:
+    """Computed feature names: checked once, then required to be the same for every spec."""
+
+    def __init__(self, cls: type[Experiment[Any, Any]]) -> None:
+        self.cls = cls
+        self.names: list[str] | None = None
+        input_type = cls.schema.input_type
+        # The default computed_features of a model without computed fields is always empty:
+        # no need to ask every spec.
+        self.constant = (
+            inspect.getattr_static(input_type, "computed_features")
+            is inspect.getattr_static(ExperimentInputSpec, "computed_features")
+            and not input_type.model_computed_fields
+        )
+
+    def check(
+        self, positions: Sequence[int], specs: Sequence[Any], problems: list[str]
+    ) -> list[str]:
+        if self.constant:
+            self.names = []
+            return []
+        for position, spec in zip(positions, specs, strict=True):
+            names = list(spec.computed_features)
+            if self.names is None:
+                self.names = names
+                _check_computed_names(self.cls, names)
+            elif names != self.names:
+                problems.append(
+                    f"spec #{position}: computed_features gives keys {names} but the first "
+                    f"spec gives {self.names}; every spec must produce the same keys in the "
+                    "same order."
+                )
+        return self.names or []
 
 
 def _check_computed_names(cls: type[Experiment[Any, Any]], names: list[str]) -> None:
@@ -323,78 +429,120 @@ SPECS_CHUNK_ROWS = 50_000
 def specs_tables(
     cls: type[Experiment[Any, Any]],
     items: Sequence[Any],
-    computed: Sequence[str],
+    scan: SpecScan,
     experiment_id: str,
     run_id: str,
     uploaded: Uploaded,
-    chunk_rows: int | None = None,
 ) -> Iterator[pa.Table]:
     """specs.pq, chunk by chunk: the index columns of every spec plus each spec as JSON
-    (``__spec__``).
-
-    Each spec is validated again and dropped once its JSON and index values are taken, so
-    no copy of the whole sweep is held (``scan_specs`` already found any problem).
-    """
-    rows = chunk_rows or SPECS_CHUNK_ROWS
+    (``__spec__``). The scan's encoding is used when it has one and no local file had to be
+    re-pointed at its uploaded copy; otherwise each chunk is validated and encoded again."""
+    rows = SPECS_CHUNK_ROWS
     for start in range(0, len(items), rows):
         with paused_gc():
-            table = _specs_chunk(
-                cls, items[start : start + rows], start, computed, experiment_id, run_id, uploaded
-            )
+            if scan.encoded is not None and not uploaded:
+                encoded = scan.encoded
+            else:
+                encoded = encode_specs(cls, items[start : start + rows], scan.computed, uploaded)
+            table = specs_table(cls, encoded, start, scan.computed, experiment_id, run_id)
         yield table
 
 
-def _specs_chunk(
+def encode_specs(
     cls: type[Experiment[Any, Any]],
     items: Sequence[Any],
+    computed: Sequence[str],
+    uploaded: Uploaded,
+) -> list[EncodedChunk]:
+    """Validate and encode specs again, with local files pointing at uploaded copies.
+
+    ``scan_specs`` already found any problem, so this pass only re-points and re-encodes.
+    """
+    input_type = cls.schema.input_type
+    encoded = []
+    for first in range(0, len(items), VALIDATE_ROWS):
+        chunk = items[first : first + VALIDATE_ROWS]
+        specs = _spec_list(input_type).validate_python(
+            [_fields_of(input_type, item) for item in chunk]
+        )
+        encoded.append(_encode_chunk(cls, [_repointed(cls, s, uploaded) for s in specs], computed))
+    return encoded
+
+
+def _repointed(cls: type[Experiment[Any, Any]], spec: Any, uploaded: Uploaded) -> Any:
+    updates: dict[str, Any] = {}
+    for plan in cls.schema.file_inputs:
+        value = getattr(spec, plan.name)
+        if plan.kind is FieldKind.FILE_LIST and value:
+            updates[plan.name] = [_rereference(plan.name, v, uploaded) for v in value]
+        elif value is not None:
+            updates[plan.name] = _rereference(plan.name, value, uploaded)
+    return spec.model_copy(update=updates) if updates else spec
+
+
+def _encode_chunk(
+    cls: type[Experiment[Any, Any]], specs: Sequence[Any], computed: Sequence[str]
+) -> EncodedChunk:
+    """One chunk of validated specs as specs.pq columns, built column by column."""
+    schema = cls.schema
+    index: dict[str, pa.Array] = {}
+    for plan in schema.indexed_inputs:
+        name = plan.name
+        index[name] = typed_column(plan, [getattr(spec, name) for spec in specs])
+    features: dict[str, list[Any]] = {}
+    if computed:
+        rows = [spec.computed_features for spec in specs]
+        for name in computed:
+            features[name] = [_plain(row[name]) for row in rows]
+    # Bookkeeping is spliced into the JSON rather than copied into each model: for 10^6
+    # specs the copies would cost more than everything else allocate does.
+    exclude = set(_json_exclude(schema.input_type))
+    to_json = schema.input_type.__pydantic_serializer__.to_json  # model_dump_json, unwrapped
+    tails = []
+    for spec in specs:
+        body = to_json(spec, exclude=exclude).decode()
+        tails.append(body[1:] if body == "{}" else "," + body[1:])
+    return EncodedChunk(index, features, pa.array(tails, type=pa.string()))
+
+
+@functools.cache
+def _json_exclude(input_type: type[ExperimentInputSpec]) -> frozenset[str]:
+    return frozenset(ExperimentInputSpec.BOOKKEEPING_FIELDS) | frozenset(
+        input_type.model_computed_fields
+    )
+
+
+def specs_table(
+    cls: type[Experiment[Any, Any]],
+    encoded: Sequence[EncodedChunk],
     start: int,
     computed: Sequence[str],
     experiment_id: str,
     run_id: str,
-    uploaded: Uploaded,
 ) -> pa.Table:
-    schema = cls.schema
-    input_type = schema.input_type
-    exclude = set(ExperimentInputSpec.BOOKKEEPING_FIELDS) | set(input_type.model_computed_fields)
+    """One chunk of specs.pq, its first spec at position ``start``: the run's ids and each
+    spec's position are spliced into the encoded JSON here, column-wise."""
+    n = sum(len(chunk.tails) for chunk in encoded)
     head = (
         f'{{"experiment_id":{json.dumps(experiment_id)},"root_workflow_run_id":{json.dumps(run_id)}'
+        ',"sort_index":'
     )
-    indexed = schema.indexed_inputs
-    values: dict[str, list[Any]] = {name: [] for name in [p.name for p in indexed] + list(computed)}
-    payloads: list[str] = []
-    for position, item in enumerate(items, start):
-        spec = _revalidated(input_type, item)
-        updates: dict[str, Any] = {}
-        for plan in schema.file_inputs:
-            value = getattr(spec, plan.name)
-            if plan.kind is FieldKind.FILE_LIST and value:
-                updates[plan.name] = [_rereference(plan.name, v, uploaded) for v in value]
-            elif value is not None:
-                updates[plan.name] = _rereference(plan.name, value, uploaded)
-        if updates:
-            spec = spec.model_copy(update=updates)
-        for plan in indexed:
-            values[plan.name].append(index_value(plan, getattr(spec, plan.name)))
-        if computed:
-            features = spec.computed_features
-            for name in computed:
-                values[name].append(_plain(features[name]))
-        # Bookkeeping is spliced into the JSON rather than copied into each model: for 10^6
-        # specs the copies would cost more than everything else allocate does.
-        body = spec.model_dump_json(exclude=exclude)
-        tail = body[1:] if body == "{}" else "," + body[1:]
-        payloads.append(f'{head},"sort_index":{position}{tail}')
-    n = len(items)
+    sort_index = pa.array(range(start, start + n), type=pa.int64())
+    tails = pa.chunked_array([chunk.tails for chunk in encoded], type=pa.string())
+    payloads = pc.binary_join_element_wise(
+        head, pc.cast(sort_index, pa.string()), tails.combine_chunks(), ""
+    )
     columns: dict[str, pa.Array] = {
         "experiment_id": pa.array([experiment_id] * n, type=pa.string()),
-        "sort_index": pa.array(range(start, start + n), type=pa.int64()),
+        "sort_index": sort_index,
         "root_workflow_run_id": pa.array([run_id] * n, type=pa.string()),
     }
-    for plan in indexed:
-        columns[plan.name] = pa.array(values.pop(plan.name), type=plan.arrow_type)
+    for plan in cls.schema.indexed_inputs:
+        pieces = [chunk.index[plan.name] for chunk in encoded]
+        columns[plan.name] = pa.chunked_array(pieces, type=plan.arrow_type).combine_chunks()
     for name in computed:
-        columns[name] = pa.array(values.pop(name))
-    columns[SPEC_COLUMN] = pa.array(payloads, type=pa.string())
+        columns[name] = pa.array([value for chunk in encoded for value in chunk.computed[name]])
+    columns[SPEC_COLUMN] = payloads
     return pa.table(columns)
 
 
@@ -427,8 +575,6 @@ def _rereference(field: str, value: Any, uploaded: Uploaded) -> Any:
 
 
 def _plain(value: Any) -> Any:
-    import enum
-
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, dict | list | tuple):

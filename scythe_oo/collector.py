@@ -7,6 +7,7 @@ Parquet files (scythe_oo.gather), so no node holds its whole subtree's results.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -75,8 +76,9 @@ class ResultCollector:
         """Tables for the leaves of one base-case node; ``specs`` holds their index columns."""
         index = specs.select(index_names(specs))
         position = {s: i for i, s in enumerate(index.column("sort_index").to_pylist())}
-        good = sorted((o for o in outcomes if o.ok), key=lambda o: o.sort_index)
-        bad = sorted((o for o in outcomes if not o.ok), key=lambda o: o.sort_index)
+        by_index = operator.attrgetter("sort_index")
+        good = sorted([o for o in outcomes if o.ok], key=by_index)
+        bad = sorted([o for o in outcomes if not o.ok], key=by_index)
         good_index = index.take(pa.array([position[o.sort_index] for o in good], type=pa.int64()))
         bad_index = index.take(pa.array([position[o.sort_index] for o in bad], type=pa.int64()))
 
@@ -94,7 +96,7 @@ class ResultCollector:
             },
         )
         tables = {"scalars": scalars, "result_file_refs": refs, "failures": failures}
-        names = sorted({name for o in good for name in o.dataframes})
+        names = sorted({name for o in good if o.dataframes for name in o.dataframes})
         for name in names:
             parts = []
             for row, outcome in enumerate(good):

@@ -2,9 +2,10 @@
 
 A spot worker or the driver can die at any moment. Writing one object per leaf would make
 10^6 tiny files; writing nothing until the node finishes would make a resumed run pay again for
-every leaf. The journal sits between: outcomes are appended in batches (every few hundred leaves
-or few seconds), each batch one JSON-lines object, and a node that starts again reads them back
-and dispatches only what is missing.
+every leaf. The journal sits between: outcomes are appended in batches (every couple of thousand
+leaves or few seconds), each batch one JSON-lines object, and a node that starts again reads them
+back and dispatches only what is missing. The time bound is what limits the work a resumed run
+repeats; the count bound only keeps tiny leaves from costing one store write per few hundred.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from scythe_oo.outcome import LeafOutcome
+from scythe_oo.outcome import OUTCOME, LeafOutcome
 
 if TYPE_CHECKING:
     from scythe_oo.layout import RunLayout
@@ -32,7 +33,7 @@ class LeafJournal:
         node: str,
         generation: int = 1,
         *,
-        max_pending: int = 500,
+        max_pending: int = 2000,
         max_seconds: float = 5.0,
     ) -> None:
         self.store = store
@@ -55,7 +56,7 @@ class LeafJournal:
             generation = int(name[1:].split("-", 1)[0])
             for line in self.store.get_bytes(key).splitlines():
                 if line.strip():
-                    outcome = LeafOutcome.model_validate_json(line)
+                    outcome = OUTCOME.validate_json(line)
                     latest[outcome.sort_index] = (generation, outcome)
         return {
             index: outcome
@@ -82,7 +83,8 @@ class LeafJournal:
     def _write(self, batch: Sequence[LeafOutcome]) -> None:
         if not batch:
             return
-        body = b"\n".join(o.model_dump_json().encode() for o in batch)
+        dump = OUTCOME.serializer.to_json  # dump_json, unwrapped
+        body = b"\n".join([dump(o) for o in batch])
         # Names sort by generation then time, so a later attempt of a leaf is read last.
         name = f"g{self.generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
         self.store.put_bytes(f"{self.prefix}/{name}", body)

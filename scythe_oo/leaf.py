@@ -8,7 +8,6 @@ hooks: the framework, not the user, calls them, in a fixed order.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import functools
 import io
 import logging
@@ -18,7 +17,7 @@ import signal
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ from scythe_oo.errors import OutputValidationError
 from scythe_oo.experiment import LeafContext
 from scythe_oo.layout import RunLayout
 from scythe_oo.outcome import LeafOutcome
-from scythe_oo.schema import RESERVED_TABLE_NAMES, index_value
+from scythe_oo.schema import RESERVED_TABLE_NAMES, row_values
 from scythe_oo.store.cache import FileCache
 
 if TYPE_CHECKING:
@@ -109,41 +108,77 @@ class LeafTimeoutError(TimeoutError):
     """The leaf ran longer than its execution timeout."""
 
 
-_ARMED_SECONDS: list[float] = []
-"""The timeout of the leaf running under the alarm, for the handler's message."""
+_RUNNING: list[tuple[float, float]] = []
+"""(monotonic deadline, timeout in seconds) of each leaf running under a deadline."""
+
+_TIMER_DUE: list[float] = []
+"""When the interval timer will fire (monotonic), if it is armed; at most one entry."""
 
 
 def _alarm(signum: int, frame: object) -> None:
-    seconds = _ARMED_SECONDS[-1] if _ARMED_SECONDS else 0.0
-    raise LeafTimeoutError(f"the leaf exceeded its execution timeout of {seconds:g}s")
+    _TIMER_DUE.clear()
+    if not _RUNNING:
+        return  # the leaf that armed the timer has finished; the next one re-arms it
+    due, seconds = min(_RUNNING)
+    left = due - time.monotonic()
+    if left <= 0.001:
+        raise LeafTimeoutError(f"the leaf exceeded its execution timeout of {seconds:g}s")
+    _arm(left)  # armed by an earlier leaf: wait for this one's own deadline
 
 
-@contextlib.contextmanager
-def _deadline(seconds: float | None) -> Iterator[None]:
-    """Interrupt the leaf after ``seconds`` (main thread only; Python code only).
-
-    The handler is installed once per process and left in place; each leaf only arms and
-    disarms the timer, two system calls instead of four.
-    """
-    usable = (
-        seconds is not None
-        and seconds > 0
-        and threading.current_thread() is threading.main_thread()
-        and hasattr(signal, "setitimer")
-    )
-    if not usable:
-        yield
-        return
-    assert seconds is not None
+def _arm(seconds: float) -> None:
     if signal.getsignal(signal.SIGALRM) is not _alarm:
         signal.signal(signal.SIGALRM, _alarm)
-    _ARMED_SECONDS.append(seconds)
+    _TIMER_DUE[:] = [time.monotonic() + seconds]
     signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
+
+
+def _disarm() -> None:
+    """Stop the timer once a batch is over, so no alarm reaches an idle process."""
+    if _TIMER_DUE and not _RUNNING:
         signal.setitimer(signal.ITIMER_REAL, 0)
-        _ARMED_SECONDS.pop()
+        _TIMER_DUE.clear()
+
+
+class _Deadline:
+    """Interrupt the leaf after ``seconds`` (main thread only; Python code only).
+
+    Arming and disarming a timer around every leaf costs more than a tiny simulation, so the
+    timer is left running between leaves: when it fires, the handler compares the clock with
+    the running leaf's own deadline and either raises or re-arms for the time that is left.
+    A leaf thus pays a clock read, and the timer is armed about once per timeout period. The
+    handler is checked (and reinstalled if user code replaced it) whenever the timer is armed.
+    A class rather than a generator-based context manager, which costs a microsecond more.
+    """
+
+    __slots__ = ("entry", "seconds")
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.entry: tuple[float, float] | None = None
+
+    def __enter__(self) -> None:
+        seconds = self.seconds
+        if (
+            seconds is None
+            or seconds <= 0
+            or threading.current_thread() is not threading.main_thread()
+            or not hasattr(signal, "setitimer")
+        ):
+            return
+        entry = self.entry = (time.monotonic() + seconds, seconds)
+        _RUNNING.append(entry)
+        if not _TIMER_DUE or _TIMER_DUE[0] > entry[0]:
+            try:
+                _arm(seconds)
+            except BaseException:
+                _RUNNING.remove(entry)
+                raise
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.entry is not None:
+            _RUNNING.remove(self.entry)
+            self.entry = None
 
 
 def execute_leaf(
@@ -155,11 +190,17 @@ def execute_leaf(
     worker_name: str = "local",
     timeout_seconds: float | None = None,
     log_sink: Callable[[str], None] | None = None,
+    isolate_spec: bool = True,
 ) -> LeafOutcome:
-    """Run one spec and report its outcome; never raises for errors of the user's code."""
+    """Run one spec and report its outcome; never raises for errors of the user's code.
+
+    ``isolate_spec`` hands ``run`` a copy of the spec, so a run that mutates it cannot affect
+    a retry; a last attempt may skip the copy.
+    """
     host = leaf_host()
     layout = run.layout
-    leaf_id = leaf_id_for(spec.sort_index)
+    sort_index = spec.sort_index
+    leaf_id = leaf_id_for(sort_index)
     started = time.perf_counter()
 
     def upload(field: str, path: Path) -> str:
@@ -167,7 +208,7 @@ def execute_leaf(
 
     ctx = LeafContext(
         workdir_prefix=f"scythe-{cls.name}-{leaf_id}-",
-        sort_index=spec.sort_index,
+        sort_index=sort_index,
         experiment_id=run.experiment_id,
         leaf_id=leaf_id,
         attempt=attempt,
@@ -178,29 +219,26 @@ def execute_leaf(
     )
     try:
         experiment = host.instance(cls)
-        with _deadline(timeout_seconds):
-            # Each leaf gets its own copy: a run that mutates its spec cannot affect a retry.
-            local_spec = experiment.fetch_inputs(spec.model_copy(), ctx)
+        with _Deadline(timeout_seconds):
+            given = spec.model_copy() if isolate_spec else spec
+            local_spec = experiment.fetch_inputs(given, ctx)
             try:
                 raw = experiment.run(local_spec, ctx)
             except ValidationError as exc:
                 if exc.title != cls.schema.output_type.__name__:
                     raise
-                raise _output_error(cls, exc, spec.sort_index) from None
-        output = _validated_output(cls, raw, spec.sort_index)
+                raise _output_error(cls, exc, sort_index) from None
+        output = _validated_output(cls, raw, sort_index)
         output = experiment.publish_outputs(output, ctx)
-        dataframes = _write_dataframes(output.dataframes, run, leaf_id, spec.sort_index)
+        frames = output.dataframes
+        dataframes = _write_dataframes(frames, run, leaf_id, sort_index) if frames else {}
         schema = cls.schema
         return LeafOutcome(
-            sort_index=spec.sort_index,
+            sort_index=sort_index,
             leaf_id=leaf_id,
             ok=True,
-            scalars={
-                p.name: index_value(p, getattr(output, p.name)) for p in schema.scalar_outputs
-            },
-            file_refs={
-                p.name: index_value(p, getattr(output, p.name)) for p in schema.file_outputs
-            },
+            scalars=row_values(schema.scalar_outputs, output),
+            file_refs=row_values(schema.file_outputs, output),
             dataframes=dataframes,
             attempts=attempt,
             worker=worker_name,
@@ -208,7 +246,7 @@ def execute_leaf(
         )
     except Exception as exc:
         return LeafOutcome(
-            sort_index=spec.sort_index,
+            sort_index=sort_index,
             leaf_id=leaf_id,
             ok=False,
             error_type=type(exc).__name__,
@@ -236,23 +274,28 @@ def run_specs(
     """Run specs one after another, trying each failed leaf again up to ``retries`` times with
     a short backoff; every spec yields exactly one outcome."""
     outcomes = []
-    for spec in specs:  # the collector stays on: user code may well create cycles
-        attempt = first_attempt
-        while True:
-            outcome = execute_leaf(
-                cls,
-                spec,
-                run,
-                attempt=attempt,
-                worker_name=worker_name,
-                timeout_seconds=timeout_seconds,
-                log_sink=log_sink,
-            )
-            if outcome.ok or attempt - first_attempt >= retries:
-                break
-            time.sleep(min(0.05 * 2**attempt, 2.0))
-            attempt += 1
-        outcomes.append(outcome)
+    try:
+        for spec in specs:  # the collector stays on: user code may well create cycles
+            attempt = first_attempt
+            while True:
+                last = attempt - first_attempt >= retries
+                outcome = execute_leaf(
+                    cls,
+                    spec,
+                    run,
+                    attempt=attempt,
+                    worker_name=worker_name,
+                    timeout_seconds=timeout_seconds,
+                    log_sink=log_sink,
+                    isolate_spec=not last,
+                )
+                if outcome.ok or last:
+                    break
+                time.sleep(min(0.05 * 2**attempt, 2.0))
+                attempt += 1
+            outcomes.append(outcome)
+    finally:
+        _disarm()
     return outcomes
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import functools
 import json
 import types
 from collections.abc import Iterable, Mapping, Sequence
@@ -179,19 +180,20 @@ class ExperimentSchema:
             )
         return cls(input_type, output_type, inputs, outputs)
 
-    @property
+    # Read once per spec or per leaf on hot paths: derived once, not filtered on every access.
+    @functools.cached_property
     def indexed_inputs(self) -> tuple[FieldPlan, ...]:
         return tuple(p for p in self.inputs if p.kind is not FieldKind.NOT_INDEXED)
 
-    @property
+    @functools.cached_property
     def file_inputs(self) -> tuple[FieldPlan, ...]:
         return tuple(p for p in self.inputs if p.kind in (FieldKind.FILE, FieldKind.FILE_LIST))
 
-    @property
+    @functools.cached_property
     def scalar_outputs(self) -> tuple[FieldPlan, ...]:
         return tuple(p for p in self.outputs if p.kind is FieldKind.SCALAR)
 
-    @property
+    @functools.cached_property
     def file_outputs(self) -> tuple[FieldPlan, ...]:
         return tuple(p for p in self.outputs if p.kind is FieldKind.FILE)
 
@@ -243,7 +245,31 @@ def scalar_columns(
     plans: Sequence[FieldPlan], rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, pa.Array]:
     """Build typed Arrow columns for ``plans`` from row dictionaries."""
-    return {
-        p.name: pa.array([index_value(p, row.get(p.name)) for row in rows], type=p.arrow_type)
-        for p in plans
-    }
+    return {p.name: typed_column(p, [row.get(p.name) for row in rows]) for p in plans}
+
+
+def typed_column(plan: FieldPlan, values: list[Any]) -> pa.Array:
+    """A typed Arrow column of ``index_value`` of each value.
+
+    Plain scalars, the usual case, go to Arrow as they are: converting each of 10^5 cells
+    only to find nothing to convert would cost more than building the column.
+    """
+    if plan.kind is not FieldKind.SCALAR or any(
+        issubclass(t, enum.Enum) for t in set(map(type, values))
+    ):
+        values = [index_value(plan, v) for v in values]
+    return pa.array(values, type=plan.arrow_type)
+
+
+def row_values(plans: Sequence[FieldPlan], model: Any) -> dict[str, Any]:
+    """``index_value`` of each planned field of ``model``, by name: one results row.
+
+    Called once per leaf, so plain scalars (the common case) skip the general conversion.
+    """
+    row = {}
+    for plan in plans:
+        value = getattr(model, plan.name)
+        if plan.kind is not FieldKind.SCALAR or isinstance(value, enum.Enum):
+            value = index_value(plan, value)
+        row[plan.name] = value
+    return row

@@ -150,6 +150,25 @@ def test_a_leaf_that_kills_its_worker_becomes_a_failure_row(tmp_path: Path) -> N
     assert executions(counter)[5] == 3
 
 
+def test_specs_running_beside_a_crashing_one_are_not_blamed(tmp_path: Path) -> None:
+    """Spec 5 takes the whole pool down each time it runs, killing whatever ran beside it.
+    The bystanders must be run again until they succeed, not reported as crashed."""
+    counter = tmp_path / "count"
+    counter.mkdir()
+    specs = [
+        CountedInput(i=i, counter_dir=str(counter), seconds=0.1 if i == 5 else 0.5)
+        for i in range(8)
+    ]
+    run = Crashy.allocate(
+        specs, store=LocalStore(root=tmp_path / "s"), engine=LocalEngine(max_workers=2)
+    )
+    run.wait(timeout=120)
+    account_for_everything(run, 8)
+    assert run.failures().index.get_level_values("sort_index").tolist() == [5]
+    assert run.results.scalars()["square"].tolist() == [i * i for i in range(8) if i != 5]
+    assert executions(counter)[5] == 3
+
+
 def test_workers_killed_from_outside_are_replaced(tmp_path: Path) -> None:
     counter = tmp_path / "count"
     counter.mkdir()
