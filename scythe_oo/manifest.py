@@ -12,6 +12,9 @@ import attrs
 import cattrs
 import yaml
 
+# The C loader when PyYAML was built with libyaml: wait() rereads the manifest every 0.2 s.
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
 RunState = Literal[
     "allocating", "queued", "running", "completed", "completed_with_failures", "failed"
 ]
@@ -62,7 +65,7 @@ class Manifest:
 
     @classmethod
     def from_yaml(cls, data: bytes) -> Manifest:
-        raw = yaml.safe_load(data)
+        raw = yaml.load(data, Loader=_LOADER)
         known = {a.name for a in attrs.fields(cls)}
         return _CONVERTER.structure({k: v for k, v in raw.items() if k in known}, cls)
 

@@ -53,10 +53,12 @@ class LocalStore:
     def _path(self, key: str) -> Path:
         # Lexical normalisation, not resolve(): keys never contain symlinks we must follow,
         # and resolve() costs a system call per path component on every store operation.
-        path = Path(os.path.normpath(os.path.join(self.root, key)))
-        if path != self.root and self.root not in path.parents:
+        # A string prefix test: Path.parents builds one Path per level on every call.
+        joined = os.path.normpath(os.path.join(self.root, key))
+        root = str(self.root)
+        if joined != root and not joined.startswith(root.rstrip(os.sep) + os.sep):
             raise StoreError(f"key {key!r} escapes the store root {self.root}")
-        return path
+        return Path(joined)
 
     def uri(self, key: str) -> str:
         return self._path(key).as_uri()
