@@ -31,7 +31,7 @@ from scythe_oo.errors import SpecValidationError
 from scythe_oo.gather import conform
 from scythe_oo.gcpause import paused_gc
 from scythe_oo.layout import SemVer, claim_run_folder, resolve_version, safe_name
-from scythe_oo.manifest import Manifest, utc_now
+from scythe_oo.manifest import Manifest
 from scythe_oo.node import ROOT, NodeJob, fail_run
 from scythe_oo.schema import INDEX_PREFIX, FieldKind, typed_column
 from scythe_oo.spec import ExperimentInputSpec, FileReference
@@ -79,14 +79,9 @@ def allocate_run(
     semver = resolve_version(store, cls.name, version, cls.version_policy)
     run_id = str(uuid.uuid4())
     manifest = Manifest(
-        experiment_id="",
         experiment_name=cls.name,
         experiment_class=f"{cls.__module__}:{cls.__qualname__}",
         version=str(semver),
-        created_at=utc_now(),
-        io_spec="",
-        input_artifacts="",
-        specs_uri="",
         workflow_run_id=run_id,
         engine=engine.describe(),
         store=store.describe(),

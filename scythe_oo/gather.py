@@ -145,12 +145,24 @@ def copy_table(
 ) -> int:
     """Copy a table batch by batch, keeping ``columns`` in that order and setting ``metadata``."""
     with open_parquet(store, source) as parquet:
-        schema = parquet.schema_arrow
-        names = list(columns) if columns is not None else schema.names
-        target = pa.schema([schema.field(n) for n in names], metadata=metadata or schema.metadata)
-        written = 0
-        with parquet_sink(store, dest, target) as writer:
-            for batch in parquet.iter_batches(batch_size=batch_rows, columns=names):
-                writer.write_table(pa.Table.from_batches([batch]).select(names))
-                written += batch.num_rows
-        return written
+        return copy_parquet(parquet, store, dest, columns, metadata, batch_rows)
+
+
+def copy_parquet(
+    parquet: pq.ParquetFile,
+    store: ArtifactStore,
+    dest: str,
+    columns: Sequence[str] | None = None,
+    metadata: dict[bytes, bytes] | None = None,
+    batch_rows: int = 65_536,
+) -> int:
+    """``copy_table`` from a file already open, for a caller that read its schema first."""
+    schema = parquet.schema_arrow
+    names = list(columns) if columns is not None else schema.names
+    target = pa.schema([schema.field(n) for n in names], metadata=metadata or schema.metadata)
+    written = 0
+    with parquet_sink(store, dest, target) as writer:
+        for batch in parquet.iter_batches(batch_size=batch_rows, columns=names):
+            writer.write_table(pa.Table.from_batches([batch]).select(names))
+            written += batch.num_rows
+    return written

@@ -57,14 +57,9 @@ class IncludedWorkflow:
         store = store or default_store()
         semver = resolve_version(store, self.name, version, self.version_policy)
         manifest = Manifest(
-            experiment_id="",
             experiment_name=self.name,
             experiment_class=f"{INCLUDED_PREFIX}{self.workflow.name}",
             version=str(semver),
-            created_at=utc_now(),
-            io_spec="",
-            input_artifacts="",
-            specs_uri="",
             workflow_run_id=str(uuid.uuid4()),
             engine={"kind": "hatchet", "included": "true"},
             store=store.describe(),

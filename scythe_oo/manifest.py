@@ -34,14 +34,15 @@ class Counts:
 class Manifest:
     """The contents of manifest.yml."""
 
-    experiment_id: str
+    experiment_id: str = ""
+    """Empty until the run folder is claimed; the other URIs until their files are written."""
     experiment_name: str
     experiment_class: str
     version: str
-    created_at: str
-    io_spec: str
-    input_artifacts: str
-    specs_uri: str
+    created_at: str = attrs.field(factory=lambda: utc_now())
+    io_spec: str = ""
+    input_artifacts: str = ""
+    specs_uri: str = ""
     workflow_run_id: str
     engine: dict[str, str]
     store: dict[str, str]

@@ -29,7 +29,7 @@ from scythe_oo.collector import (
     dataframe_index_levels,
 )
 from scythe_oo.errors import ArtifactNotFoundError
-from scythe_oo.gather import copy_table
+from scythe_oo.gather import copy_parquet
 from scythe_oo.gcpause import paused_gc
 from scythe_oo.journal import LeafJournal
 from scythe_oo.layout import RunLayout
@@ -301,19 +301,20 @@ def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> M
     whole table. Tables are written first and the manifest last, so a reader who sees a
     completed status always finds every final table.
     """
-    failures_schema = _schema(store, root.tables["failures"])
-    index = [c for c in failures_schema.names if c not in FAILURE_COLUMNS]
+    with open_parquet(store, root.tables["failures"]) as failures:
+        index = [c for c in failures.schema_arrow.names if c not in FAILURE_COLUMNS]
     for name, key in root.tables.items():
-        schema = failures_schema if name == "failures" else _schema(store, key)
-        levels = index
-        if name == "result_file_refs" and len(schema.names) == len(index):
-            continue  # the output schema has no file fields
-        if name.startswith(DATAFRAME_PREFIX):
-            levels = dataframe_index_levels(schema)
-            name = name[len(DATAFRAME_PREFIX) :]
-        columns = [*(c for c in schema.names if c not in levels), *levels]
-        metadata = pandas_index_metadata(schema, levels)
-        copy_table(store, key, layout.final(name), columns=columns, metadata=metadata)
+        with open_parquet(store, key) as parquet:  # one download per table, even on S3
+            schema = parquet.schema_arrow
+            levels = index
+            if name == "result_file_refs" and len(schema.names) == len(index):
+                continue  # the output schema has no file fields
+            if name.startswith(DATAFRAME_PREFIX):
+                levels = dataframe_index_levels(schema)
+                name = name[len(DATAFRAME_PREFIX) :]
+            columns = [*(c for c in schema.names if c not in levels), *levels]
+            metadata = pandas_index_metadata(schema, levels)
+            copy_parquet(parquet, store, layout.final(name), columns, metadata)
     manifest = Manifest.from_yaml(store.get_bytes(layout.manifest))
     counts = Counts(
         succeeded=root.succeeded, failed=root.failed, total=root.succeeded + root.failed
@@ -325,11 +326,6 @@ def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> M
     )
     store.put_bytes(layout.manifest, manifest.to_yaml())
     return manifest
-
-
-def _schema(store: ArtifactStore, key: str) -> pa.Schema:
-    with open_parquet(store, key) as parquet:
-        return parquet.schema_arrow
 
 
 def pandas_index_metadata(schema: pa.Schema, levels: Sequence[str]) -> dict[bytes, bytes]:

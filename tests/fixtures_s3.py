@@ -22,6 +22,7 @@ from typing import IO
 import boto3
 import pytest
 
+from scythe_oo.store import ArtifactStore, LocalStore
 from scythe_oo.store.s3 import S3Store
 
 _STARTUP_TIMEOUT = 30.0
@@ -147,3 +148,12 @@ def s3_bucket(s3_endpoint: str) -> str:
 @pytest.fixture
 def s3_store(s3_bucket: str) -> S3Store:
     return S3Store(bucket=s3_bucket, prefix="scythe")
+
+
+@pytest.fixture(params=["local", "s3"])
+def local_or_s3_store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    """Each store kind in turn, for code that must behave the same on both."""
+    if request.param == "local":
+        return LocalStore(root=tmp_path / "store")
+    s3_store: S3Store = request.getfixturevalue("s3_store")
+    return s3_store

@@ -18,16 +18,13 @@ from scythe_oo.errors import ArtifactNotFoundError
 from scythe_oo.gather import copy_table, merge_sorted
 from scythe_oo.recursion import RecursionPolicy
 from scythe_oo.scatter import child_sizes, count_rows, split_grid_stride
-from scythe_oo.store import ArtifactStore, LocalStore, S3Store
+from scythe_oo.store import ArtifactStore, LocalStore
 from scythe_oo.tables import open_parquet, read_table, write_table
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
-    if request.param == "local":
-        return LocalStore(root=tmp_path / "store")
-    s3_store: S3Store = request.getfixturevalue("s3_store")
-    return s3_store
+@pytest.fixture
+def store(local_or_s3_store: ArtifactStore) -> ArtifactStore:
+    return local_or_s3_store
 
 
 def grid_stride_children(n: int, factor: int) -> list[pa.Table]:

@@ -32,12 +32,9 @@ from scythe_oo.store import s3 as s3_module
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
-    if request.param == "local":
-        return LocalStore(root=tmp_path / "store")
-    s3_store: S3Store = request.getfixturevalue("s3_store")
-    return s3_store
+@pytest.fixture
+def store(local_or_s3_store: ArtifactStore) -> ArtifactStore:
+    return local_or_s3_store
 
 
 def test_implements_protocol(store: ArtifactStore) -> None:
