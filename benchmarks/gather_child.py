@@ -39,15 +39,10 @@ EXPERIMENTS = {
 
 
 def run_framework(
-    kind: str, specs: list[Any], workers: int, recursion: RecursionPolicy, root: Path
+    kind: str, specs: list[Any], engine: LocalEngine, recursion: RecursionPolicy, root: Path
 ) -> int:
     cls = EXPERIMENTS[kind][0]
-    run = cls.allocate(
-        specs,
-        store=LocalStore(root=root),
-        engine=LocalEngine(max_workers=workers),
-        recursion=recursion,
-    )
+    run = cls.allocate(specs, store=LocalStore(root=root), engine=engine, recursion=recursion)
     specs.clear()  # the caller's list is no longer needed; the run reads specs.pq
     run.wait(progress=False)
     if run.status != "completed":
@@ -90,6 +85,12 @@ def main() -> None:
     parser.add_argument("--factor", type=int, default=10)
     parser.add_argument("--max-depth", type=int, default=3)
     parser.add_argument(
+        "--split-above",
+        type=int,
+        default=LocalEngine().split_above,
+        help="LocalEngine(split_above=...); 0 follows the recursion policy exactly",
+    )
+    parser.add_argument(
         "--scratch",
         type=Path,
         required=True,
@@ -103,7 +104,8 @@ def main() -> None:
     started = time.perf_counter()
     if args.side == "framework":
         recursion = RecursionPolicy(factor=args.factor, max_depth=args.max_depth)
-        size = run_framework(args.experiment, specs, args.workers, recursion, args.scratch)
+        engine = LocalEngine(max_workers=args.workers, split_above=args.split_above)
+        size = run_framework(args.experiment, specs, engine, recursion, args.scratch)
     else:
         size = run_baseline(args.experiment, specs, args.workers, args.scratch / "scalars.pq")
     seconds = time.perf_counter() - started

@@ -178,7 +178,10 @@ def gather_scale(quick: bool) -> dict[str, Any]:
     """10^6 leaves with 10 inputs and 10 scalar outputs gathered to one Parquet table through a
     3-level tree, against one-row DataFrames + pandas.concat. Each side in its own process."""
     n = 100_000 if quick else 1_000_000
-    common = ["--experiment", "wide", "--n", str(n), "--factor", "10", "--max-depth", "3"]
+    # split_above=0: the whole 3-level tree (1,111 nodes at 10^6), not the shallower one
+    # LocalEngine would choose, so the merge is exercised at every level.
+    tree = ["--factor", "10", "--max-depth", "3", "--split-above", "0"]
+    common = ["--experiment", "wide", "--n", str(n), *tree]
     framework = run_child(["--side", "framework", *common])
     baseline = run_child(["--side", "baseline", *common])
 

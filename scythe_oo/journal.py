@@ -2,14 +2,22 @@
 
 A spot worker or the driver can die at any moment. Writing one object per leaf would make
 10^6 tiny files; writing nothing until the node finishes would make a resumed run pay again for
-every leaf. The journal sits between: outcomes are appended in batches (every couple of thousand
-leaves or few seconds), each batch one JSON-lines object, and a node that starts again reads them
-back and dispatches only what is missing. The time bound is what limits the work a resumed run
-repeats; the count bound only keeps tiny leaves from costing one store write per few hundred.
+every leaf. The journal sits between: outcomes are appended in batches, each batch one
+JSON-lines object, and a node that starts again reads them back and dispatches only what is
+missing.
+
+A batch is written once its leaves add up to ``max_seconds`` of work, or ``max_seconds`` after
+the last write, so a run that dies repeats about that much work at most. A leaf that took a
+minute is written at once. 20,000 leaves of a millisecond each, done before either bound is
+reached, are never serialised at all: the node's own tables are written moments later. A node
+with failed leaves journals everything, because ``retry_failed`` runs it again and takes its
+successes from the journal.
 """
 
 from __future__ import annotations
 
+import math
+import operator
 import threading
 import time
 import uuid
@@ -23,6 +31,9 @@ if TYPE_CHECKING:
     from scythe_oo.store.base import ArtifactStore
 
 
+_WALL_TIME = operator.attrgetter("wall_time")
+
+
 class LeafJournal:
     """Append-only outcome batches under ``scatter-gather/journal/<node>/``."""
 
@@ -33,17 +44,16 @@ class LeafJournal:
         node: str,
         generation: int = 1,
         *,
-        max_pending: int = 2000,
         max_seconds: float = 5.0,
     ) -> None:
         self.store = store
         self.prefix = layout.key("scatter-gather", "journal", node)
         self.generation = generation
         self._lock = threading.Lock()
-        self.max_pending = max_pending
         self.max_seconds = max_seconds
         self._pending: list[LeafOutcome] = []
-        self._last_flush = time.monotonic()
+        self._pending_work = 0.0
+        self._last_write = time.monotonic()
 
     def settled(self) -> dict[int, LeafOutcome]:
         """Leaves that need not run again, by sort_index: every success, and the failures of
@@ -65,19 +75,23 @@ class LeafJournal:
         }
 
     def record(self, outcomes: Sequence[LeafOutcome]) -> None:
-        """Buffer outcomes; write them out once enough have gathered or enough time passed."""
+        """Buffer outcomes; write them once they hold enough work or enough time passed."""
         with self._lock:
             self._pending.extend(outcomes)
-            due = time.monotonic() - self._last_flush >= self.max_seconds
-            if not (len(self._pending) >= self.max_pending or (due and self._pending)):
+            self._pending_work += math.fsum(map(_WALL_TIME, outcomes))
+            now = time.monotonic()
+            due = (
+                self._pending_work >= self.max_seconds or now - self._last_write >= self.max_seconds
+            )
+            if not (due and self._pending):
                 return
-            batch, self._pending = self._pending, []
-            self._last_flush = time.monotonic()
+            batch, self._pending, self._pending_work = self._pending, [], 0.0
+            self._last_write = now
         self._write(batch)
 
     def flush(self) -> None:
         with self._lock:
-            batch, self._pending = self._pending, []
+            batch, self._pending, self._pending_work = self._pending, [], 0.0
         self._write(batch)
 
     def _write(self, batch: Sequence[LeafOutcome]) -> None:

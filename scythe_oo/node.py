@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import operator
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
     from scythe_oo.store.base import ArtifactStore
 
 ROOT = "root"
+_OK = operator.attrgetter("ok")
 NODE_DONE = "_node.json"
 
 
@@ -105,6 +107,11 @@ class Dispatcher(Protocol):
         """Held by a base node from reading its specs to writing its tables."""
         ...
 
+    def splits(self, job: NodeJob, n_specs: int) -> bool:
+        """Whether the node splits into children. The recursion policy sets the most a tree
+        may split; an engine may keep a node whole when splitting would buy it nothing."""
+        ...
+
     def leaf_plan_key(self, job: NodeJob) -> str | None:
         """Where to pin the node's list of leaves to dispatch, or None not to pin it.
 
@@ -150,11 +157,10 @@ async def run_node(
     if done is not None:
         return done
     collector = collector or ResultCollector()
-    recursion = job.recursion
     n_specs = job.n_specs
     if n_specs < 0:  # the root: its size is in the footer of specs.pq
         n_specs = await asyncio.to_thread(count_rows, store, job.specs_key())
-    if not recursion.splits(job.depth, n_specs):
+    if not dispatcher.splits(job, n_specs):
         # A base node holds its specs and outcomes while it runs: admission keeps only a few
         # of them in memory at once, however many nodes the tree has.
         async with dispatcher.admission():
@@ -208,7 +214,11 @@ async def _run_journaled_leaves(
             await asyncio.to_thread(journal.record, outcomes)
 
         fresh = await dispatcher.run_leaves(job, pending, sink)
-        await asyncio.to_thread(journal.flush)
+        # What the journal still holds is less than its bound of work, and the node's tables,
+        # written next, hold it all. But retry_failed reruns a node with failures and takes
+        # its successes from the journal alone, so such a node journals everything.
+        if not all(map(_OK, fresh)):
+            await asyncio.to_thread(journal.flush)
     previous = {index: keep[index] for index in sort_index if index in keep}
     return [*previous.values(), *fresh]
 
@@ -265,9 +275,19 @@ def _gather_children(
 def write_node(
     store: ArtifactStore, job: NodeJob, tables: NodeTables, leaf_parent: bool
 ) -> NodeResult:
+    """Store a base node's tables. A root that ran its leaves itself writes ``final/`` at
+    once, in its final form, so finalize_run has nothing left to copy."""
     keys = {}
+    index = [c for c in tables.tables["failures"].column_names if c not in FAILURE_COLUMNS]
     for name, table in tables.tables.items():
-        key = job.layout.node_output(job.node, name)
+        if job.node == ROOT:
+            shape = final_shape(name, table.schema, index)
+            if shape is None:
+                continue
+            key = job.layout.final(shape.name)
+            table = table.select(shape.columns).replace_schema_metadata(shape.metadata)
+        else:
+            key = job.layout.node_output(job.node, name)
         write_table(store, key, table)
         keys[name] = key
     return record_node(store, job, keys, tables.succeeded, tables.failed, leaf_parent)
@@ -294,27 +314,51 @@ def record_node(
     return result
 
 
+@attrs.frozen
+class FinalShape:
+    """How a node table appears in ``final/``: its file name, column order and metadata."""
+
+    name: str
+    columns: list[str]
+    metadata: dict[bytes, bytes]
+
+
+def final_shape(name: str, schema: pa.Schema, index: Sequence[str]) -> FinalShape | None:
+    """The final form of the root's table ``name`` (None: it has no place in final/).
+
+    ``index`` is the spec index (the failures table's columns that are not failure details);
+    a user dataframe adds its own index levels to it.
+    """
+    levels = list(index)
+    if name == "result_file_refs" and len(schema.names) == len(levels):
+        return None  # the output schema has no file fields
+    if name.startswith(DATAFRAME_PREFIX):
+        levels = dataframe_index_levels(schema)
+        name = name[len(DATAFRAME_PREFIX) :]
+    columns = [*(c for c in schema.names if c not in levels), *levels]
+    return FinalShape(name, columns, pandas_index_metadata(schema, levels))
+
+
 def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> Manifest:
     """Write final/ from the root's tables, then mark the manifest complete.
 
-    Each table is copied batch by batch with pandas metadata added, so the root never holds a
-    whole table. Tables are written first and the manifest last, so a reader who sees a
-    completed status always finds every final table.
+    A gathered root's tables are copied batch by batch with pandas metadata added, so the
+    root never holds a whole table (a root that ran its leaves wrote final/ itself). Tables
+    are written first and the manifest last, so a reader who sees a completed status always
+    finds every final table.
     """
-    with open_parquet(store, root.tables["failures"]) as failures:
-        index = [c for c in failures.schema_arrow.names if c not in FAILURE_COLUMNS]
-    for name, key in root.tables.items():
+    final = layout.final_prefix + "/"
+    pending = {name: key for name, key in root.tables.items() if not key.startswith(final)}
+    if pending:
+        with open_parquet(store, root.tables["failures"]) as failures:
+            index = [c for c in failures.schema_arrow.names if c not in FAILURE_COLUMNS]
+    for name, key in pending.items():
         with open_parquet(store, key) as parquet:  # one download per table, even on S3
-            schema = parquet.schema_arrow
-            levels = index
-            if name == "result_file_refs" and len(schema.names) == len(index):
-                continue  # the output schema has no file fields
-            if name.startswith(DATAFRAME_PREFIX):
-                levels = dataframe_index_levels(schema)
-                name = name[len(DATAFRAME_PREFIX) :]
-            columns = [*(c for c in schema.names if c not in levels), *levels]
-            metadata = pandas_index_metadata(schema, levels)
-            copy_parquet(parquet, store, layout.final(name), columns, metadata)
+            shape = final_shape(name, parquet.schema_arrow, index)
+            if shape is not None:
+                copy_parquet(
+                    parquet, store, layout.final(shape.name), shape.columns, shape.metadata
+                )
     manifest = Manifest.from_yaml(store.get_bytes(layout.manifest))
     counts = Counts(
         succeeded=root.succeeded, failed=root.failed, total=root.succeeded + root.failed

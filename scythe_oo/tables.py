@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 
 from scythe_oo.errors import ArtifactNotFoundError
 from scythe_oo.store.base import ArtifactStore
+from scythe_oo.store.local import LocalStore
 
 COMPRESSION = "zstd"
 DOWNLOAD_THREADS = 8
@@ -76,9 +78,27 @@ def open_parquets(store: ArtifactStore, keys: Sequence[str]) -> Iterator[list[pq
 
 @contextlib.contextmanager
 def parquet_sink(store: ArtifactStore, key: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
-    """A writer whose file reaches ``key`` only if the block completes: no partial tables."""
-    with tempfile.TemporaryDirectory(prefix="scythe-write-") as tmp:
-        path = Path(tmp) / "table.pq"
+    """A writer whose file reaches ``key`` only if the block completes: no partial tables.
+
+    A local store's file is written beside its final name and renamed into place; a remote
+    one is written to a temporary file and uploaded.
+    """
+    # Only our own LocalStore: another store may do more on a write than place the file.
+    local = store.path_of(key) if isinstance(store, LocalStore) else None
+    if local is not None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            with pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer:
+                yield writer
+            os.replace(tmp, local)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    with tempfile.TemporaryDirectory(prefix="scythe-write-") as tmpdir:
+        path = Path(tmpdir) / "table.pq"
         with pq.ParquetWriter(path, schema, compression=COMPRESSION) as writer:
             yield writer
         store.put_file(key, path)

@@ -42,7 +42,7 @@ def test_example_on_hatchet_matches_local(start_worker: StartWorker, s3_store: S
     tree = RecursionPolicy(factor=3, max_depth=2)
     remote = SimulateEnergy.allocate(specs, store=s3_store, engine=HatchetEngine(), recursion=tree)
     local = SimulateEnergy.allocate(
-        specs, store=s3_store, engine=LocalEngine(max_workers=2), recursion=tree
+        specs, store=s3_store, engine=LocalEngine(max_workers=2, split_above=0), recursion=tree
     )
     local.wait(timeout=120)
     remote.wait(timeout=240)

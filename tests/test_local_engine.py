@@ -124,9 +124,18 @@ def data_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_full_run_tables(store: LocalStore, probes: Path, data_file: Path) -> None:
+@pytest.mark.parametrize("split_above", [0, 50_000], ids=["tree", "one-node"])
+def test_full_run_tables(
+    store: LocalStore, probes: Path, data_file: Path, split_above: int
+) -> None:
+    """The same tables whether the 20 specs run through a two-level tree of 3-way splits or,
+    as LocalEngine does by default for a sweep this small, as a root that writes final/."""
     specs = make_specs(20, data_file, probes)
-    run = Sweep.allocate(specs, store=store, engine=LocalEngine(max_workers=2)).wait(timeout=90)
+    engine = LocalEngine(max_workers=2, split_above=split_above)
+    run = Sweep.allocate(specs, store=store, engine=engine).wait(timeout=90)
+    nodes = {p.name for p in (store.root / run.layout.node_output_prefix("root")).iterdir()}
+    gathered = {"0", "1", "2", "scalars.pq", "result_file_refs.pq", "failures.pq", "df.curve.pq"}
+    assert nodes == {"_node.json", *(gathered if split_above == 0 else ())}
 
     assert run.status == "completed_with_failures"
     scalars = run.results.scalars()
@@ -260,6 +269,24 @@ def test_run_folder_files(store: LocalStore, probes: Path, data_file: Path) -> N
         "result_file_refs.pq",
     }
     assert not list(root.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize(("n", "children"), [(6, set()), (7, {"0", "1", "2"})])
+def test_a_node_splits_only_above_split_above(
+    store: LocalStore, probes: Path, data_file: Path, n: int, children: set[str]
+) -> None:
+    engine = LocalEngine(max_workers=2, split_above=6)
+    run = Sweep.allocate(make_specs(n, data_file, probes), store=store, engine=engine)
+    run.wait(timeout=60)
+    account_for_everything(run, n)
+    below_root = store.root / run.layout.node_output_prefix("root")
+    assert {p.name for p in below_root.iterdir() if p.is_dir()} == children
+    assert run.manifest().engine["split_above"] == "6"
+
+
+def test_split_above_must_be_a_count() -> None:
+    with pytest.raises(ValueError, match="split_above"):
+        LocalEngine(split_above=-1)
 
 
 class FlakyInput(ExperimentInputSpec):

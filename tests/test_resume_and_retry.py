@@ -32,7 +32,9 @@ def test_retry_failed_reruns_only_failures(tmp_path: Path) -> None:
         CountedInput(i=i, counter_dir=str(counter), fail_until_generation_flag=str(flag))
         for i in range(30)
     ]
-    run = Counted.allocate(specs, store=store, engine=LocalEngine(max_workers=2)).wait(timeout=60)
+    run = Counted.allocate(
+        specs, store=store, engine=LocalEngine(max_workers=2, split_above=0)
+    ).wait(timeout=60)
     assert run.status == "completed_with_failures"
     failed = sorted(run.failures().index.get_level_values("sort_index"))
     assert failed == [i for i in range(30) if i % 3 == 0]
@@ -66,7 +68,7 @@ DRIVER = textwrap.dedent(
     store = LocalStore(root=sys.argv[1])
     counter = sys.argv[2]
     specs = [CountedInput(i=i, counter_dir=counter, seconds=0.15) for i in range(60)]
-    run = Counted.allocate(specs, store=store, engine=LocalEngine(max_workers=2))
+    run = Counted.allocate(specs, store=store, engine=LocalEngine(max_workers=2, split_above=0))
     print(run.uri, flush=True)
     run.wait()
     """
@@ -138,7 +140,9 @@ def test_a_leaf_that_kills_its_worker_becomes_a_failure_row(tmp_path: Path) -> N
     counter.mkdir()
     specs = [CountedInput(i=i, counter_dir=str(counter)) for i in range(12)]
     run = Crashy.allocate(
-        specs, store=LocalStore(root=tmp_path / "s"), engine=LocalEngine(max_workers=2)
+        specs,
+        store=LocalStore(root=tmp_path / "s"),
+        engine=LocalEngine(max_workers=2, split_above=0),
     )
     run.wait(timeout=120)
     assert run.status == "completed_with_failures"
@@ -160,7 +164,9 @@ def test_specs_running_beside_a_crashing_one_are_not_blamed(tmp_path: Path) -> N
         for i in range(8)
     ]
     run = Crashy.allocate(
-        specs, store=LocalStore(root=tmp_path / "s"), engine=LocalEngine(max_workers=2)
+        specs,
+        store=LocalStore(root=tmp_path / "s"),
+        engine=LocalEngine(max_workers=2, split_above=0),
     )
     run.wait(timeout=120)
     account_for_everything(run, 8)
@@ -174,7 +180,9 @@ def test_workers_killed_from_outside_are_replaced(tmp_path: Path) -> None:
     counter.mkdir()
     specs = [CountedInput(i=i, counter_dir=str(counter), seconds=0.05) for i in range(80)]
     run = Counted.allocate(
-        specs, store=LocalStore(root=tmp_path / "s"), engine=LocalEngine(max_workers=2)
+        specs,
+        store=LocalStore(root=tmp_path / "s"),
+        engine=LocalEngine(max_workers=2, split_above=0),
     )
     killed = 0
     deadline = time.monotonic() + 30

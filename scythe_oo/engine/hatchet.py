@@ -366,6 +366,10 @@ class HatchetDispatcher:
     def admission(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return contextlib.nullcontext()  # each node is its own task; workers bound them
 
+    def splits(self, job: NodeJob, n_specs: int) -> bool:
+        # Every split spreads enqueuing and gathering over more workers: the policy decides.
+        return job.recursion.splits(job.depth, n_specs)
+
     def leaf_plan_key(self, job: NodeJob) -> str | None:
         # One plan per node task run: retries and durable replays of this run share it; a
         # resumed run (new task runs) plans afresh from the journal.

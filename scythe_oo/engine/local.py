@@ -125,15 +125,29 @@ def _unpickled(data: bytes) -> list[LeafOutcome]:
     return outcomes
 
 
+SPLIT_ABOVE = 50_000
+"""LocalEngine's default for ``split_above``."""
+
+
 @attrs.frozen(kw_only=True)
 class LocalEngine:
     """Runs everything on this machine with a pool of ``max_workers`` processes (default: one
-    per CPU)."""
+    per CPU).
+
+    In one process the scatter/gather tree does not spread any work: all it does is bound how
+    many specs and outcomes the driver holds at once. So a node splits (as far as the
+    experiment's recursion policy allows) only when it holds more than ``split_above`` specs;
+    a smaller sweep runs as one node and skips the tree's files altogether. Set it to 0 to
+    follow the recursion policy exactly, as HatchetEngine does.
+    """
 
     max_workers: int | None = None
+    split_above: int = attrs.field(
+        default=SPLIT_ABOVE, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
+    )
 
     def submit(self, plan: RunPlan) -> LocalRunHandle:
-        handle = LocalRunHandle(plan, self.max_workers or os.cpu_count() or 1)
+        handle = LocalRunHandle(plan, self.max_workers or os.cpu_count() or 1, self.split_above)
         handle.start()
         return handle
 
@@ -144,6 +158,7 @@ class LocalEngine:
         return {
             "kind": "local",
             "max_workers": str(self.max_workers or os.cpu_count() or 1),
+            "split_above": str(self.split_above),
             "host": socket.gethostname(),
             "pid": str(os.getpid()),
         }
@@ -152,9 +167,10 @@ class LocalEngine:
 class LocalRunHandle:
     """A run executing in a background thread of this process."""
 
-    def __init__(self, plan: RunPlan, workers: int) -> None:
+    def __init__(self, plan: RunPlan, workers: int, split_above: int = SPLIT_ABOVE) -> None:
         self.plan = plan
         self.workers = workers
+        self.split_above = split_above
         self.done = 0
         self.failed = 0
         self.state = "queued"
@@ -289,6 +305,9 @@ class _LocalDispatcher:
 
     def leaf_plan_key(self, job: NodeJob) -> str | None:
         return None  # nothing replays a local node: the journal alone decides
+
+    def splits(self, job: NodeJob, n_specs: int) -> bool:
+        return n_specs > self.handle.split_above and job.recursion.splits(job.depth, n_specs)
 
     def batch_size(self, remaining: int) -> int:
         if self.seconds_per_leaf is None or self.min_batch_seconds <= 0:

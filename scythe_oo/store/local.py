@@ -50,7 +50,8 @@ class LocalStore:
 
     root: Path = attrs.field(converter=_absolute)
 
-    def _path(self, key: str) -> Path:
+    def path_of(self, key: str) -> Path:
+        """The file that holds ``key``; raises StoreError for a key outside the root."""
         # Lexical normalisation, not resolve(): keys never contain symlinks we must follow,
         # and resolve() costs a system call per path component on every store operation.
         # A string prefix test: Path.parents builds one Path per level on every call.
@@ -61,7 +62,7 @@ class LocalStore:
         return Path(joined)
 
     def uri(self, key: str) -> str:
-        return self._path(key).as_uri()
+        return self.path_of(key).as_uri()
 
     def key_of(self, uri: str) -> str | None:
         parsed = urlparse(uri)
@@ -74,17 +75,17 @@ class LocalStore:
             return None
 
     def put_bytes(self, key: str, data: bytes) -> str:
-        path = self._path(key)
+        path = self.path_of(key)
         atomic_write_bytes(path, data)
         return path.as_uri()
 
     def put_file(self, key: str, path: Path) -> str:
-        dest = self._path(key)
+        dest = self.path_of(key)
         atomic_copy_file(path, dest)
         return dest.as_uri()
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
-        path = self._path(key)
+        path = self.path_of(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -96,22 +97,22 @@ class LocalStore:
 
     def get_bytes(self, key: str) -> bytes:
         try:
-            return self._path(key).read_bytes()
+            return self.path_of(key).read_bytes()
         except FileNotFoundError as exc:
             raise ArtifactNotFoundError(f"no object at {self.uri(key)}") from exc
 
     def get_file(self, key: str, dest: Path) -> Path:
-        src = self._path(key)
+        src = self.path_of(key)
         if not src.is_file():
             raise ArtifactNotFoundError(f"no object at {src.as_uri()}")
         atomic_copy_file(src, dest)
         return dest
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return self.path_of(key).is_file()
 
     def list_keys(self, prefix: str) -> Iterator[str]:
-        base = self._path(prefix) if prefix else self.root
+        base = self.path_of(prefix) if prefix else self.root
         if not base.is_dir():
             return
         # Sorted by the whole key string, as S3 lists, so both stores agree on order.
@@ -123,7 +124,7 @@ class LocalStore:
         yield from keys
 
     def list_dirs(self, prefix: str) -> list[str]:
-        base = self._path(prefix) if prefix else self.root
+        base = self.path_of(prefix) if prefix else self.root
         if not base.is_dir():
             return []
         return sorted(p.name for p in base.iterdir() if p.is_dir())
