@@ -46,8 +46,8 @@ if TYPE_CHECKING:
     from scythe_oo.store.base import ArtifactStore
 
 ROOT = "root"
-_OK = operator.attrgetter("ok")
 NODE_DONE = "_node.json"
+_OK = operator.attrgetter("ok")
 
 
 @attrs.frozen(kw_only=True)

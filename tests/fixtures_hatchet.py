@@ -54,16 +54,10 @@ def hatchet_env() -> Iterator[dict[str, str]]:
         if os.environ.get("SCYTHE_REQUIRE_HATCHET") == "1":
             pytest.fail(f"SCYTHE_REQUIRE_HATCHET=1 but {message}", pytrace=False)
         pytest.skip(message)
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # session-wide; undone at the end
+        for name, value in env.items():
+            patch.setenv(name, value)
         yield env
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture

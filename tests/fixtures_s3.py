@@ -7,7 +7,6 @@ The server is a subprocess, not an in-process thread, so a test can stop and res
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -123,18 +122,12 @@ def s3_endpoint(moto_server: MotoServer, tmp_path_factory: pytest.TempPathFactor
         "AWS_CONFIG_FILE": missing,
         "AWS_SHARED_CREDENTIALS_FILE": missing,
     }
-    saved = {name: os.environ.get(name) for name in (*wanted, *_CLEARED_ENV)}
-    for name in _CLEARED_ENV:
-        os.environ.pop(name, None)
-    os.environ.update(wanted)
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # session-wide; undone at the end
+        for name in _CLEARED_ENV:
+            patch.delenv(name, raising=False)
+        for name, value in wanted.items():
+            patch.setenv(name, value)
         yield moto_server.endpoint
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture

@@ -124,7 +124,7 @@ def data_file(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("split_above", [0, 50_000], ids=["tree", "one-node"])
+@pytest.mark.parametrize("split_above", [0, LocalEngine().split_above], ids=["tree", "one-node"])
 def test_full_run_tables(
     store: LocalStore, probes: Path, data_file: Path, split_above: int
 ) -> None:

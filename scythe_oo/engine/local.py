@@ -167,7 +167,7 @@ class LocalEngine:
 class LocalRunHandle:
     """A run executing in a background thread of this process."""
 
-    def __init__(self, plan: RunPlan, workers: int, split_above: int = SPLIT_ABOVE) -> None:
+    def __init__(self, plan: RunPlan, workers: int, split_above: int) -> None:
         self.plan = plan
         self.workers = workers
         self.split_above = split_above
