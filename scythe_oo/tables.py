@@ -84,8 +84,8 @@ def parquet_sink(store: ArtifactStore, key: str, schema: pa.Schema) -> Iterator[
     one is written to a temporary file and uploaded.
     """
     # Only our own LocalStore: another store may do more on a write than place the file.
-    local = store.path_of(key) if isinstance(store, LocalStore) else None
-    if local is not None:
+    if isinstance(store, LocalStore):
+        local = store.path_of(key)
         local.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.", suffix=".tmp")
         os.close(fd)

@@ -23,7 +23,9 @@ from scythe_oo.layout import RunLayout
 pytestmark = pytest.mark.timeout(180)
 
 
-def test_retry_failed_reruns_only_failures(tmp_path: Path) -> None:
+@pytest.mark.parametrize("split_above", [0, LocalEngine().split_above], ids=["tree", "one-node"])
+def test_retry_failed_reruns_only_failures(tmp_path: Path, split_above: int) -> None:
+    engine = LocalEngine(max_workers=2, split_above=split_above)
     counter = tmp_path / "count"
     counter.mkdir()
     flag = tmp_path / "flag"
@@ -32,9 +34,7 @@ def test_retry_failed_reruns_only_failures(tmp_path: Path) -> None:
         CountedInput(i=i, counter_dir=str(counter), fail_until_generation_flag=str(flag))
         for i in range(30)
     ]
-    run = Counted.allocate(
-        specs, store=store, engine=LocalEngine(max_workers=2, split_above=0)
-    ).wait(timeout=60)
+    run = Counted.allocate(specs, store=store, engine=engine).wait(timeout=60)
     assert run.status == "completed_with_failures"
     failed = sorted(run.failures().index.get_level_values("sort_index"))
     assert failed == [i for i in range(30) if i % 3 == 0]
@@ -42,7 +42,7 @@ def test_retry_failed_reruns_only_failures(tmp_path: Path) -> None:
     assert executions(counter) == {i: 1 for i in range(30)}
 
     flag.write_text("fixed")
-    retried = run.retry_failed().wait(timeout=60)
+    retried = run.retry_failed(engine=engine).wait(timeout=60)
     assert retried.uri == run.uri
     assert retried.status == "completed"
     account_for_everything(retried, 30)
@@ -110,7 +110,8 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
     before = executions(counter)
     assert len(before) < 60, "the driver was killed too late to test anything"
 
-    resumed = Counted.resume(uri).wait(timeout=120)
+    resumed = Counted.resume(uri, engine=LocalEngine(max_workers=2, split_above=0))
+    resumed.wait(timeout=120)
     assert resumed.status == "completed"
     account_for_everything(resumed, 60)
     assert resumed.results.scalars()["square"].tolist() == [i * i for i in range(60)]
