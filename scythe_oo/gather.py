@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from scythe_oo.store.base import ArtifactStore
-from scythe_oo.tables import open_parquet, open_parquets, parquet_sink
+from scythe_oo.tables import open_parquets, parquet_sink
 
 SORT_KEY = "sort_index"
 
@@ -135,19 +135,6 @@ def _merge(streams: list[Iterator[pa.Table]], output: _Output) -> None:
         output.add(chunk)
 
 
-def copy_table(
-    store: ArtifactStore,
-    source: str,
-    dest: str,
-    columns: Sequence[str] | None = None,
-    metadata: dict[bytes, bytes] | None = None,
-    batch_rows: int = 65_536,
-) -> int:
-    """Copy a table batch by batch, keeping ``columns`` in that order and setting ``metadata``."""
-    with open_parquet(store, source) as parquet:
-        return copy_parquet(parquet, store, dest, columns, metadata, batch_rows)
-
-
 def copy_parquet(
     parquet: pq.ParquetFile,
     store: ArtifactStore,
@@ -156,7 +143,8 @@ def copy_parquet(
     metadata: dict[bytes, bytes] | None = None,
     batch_rows: int = 65_536,
 ) -> int:
-    """``copy_table`` from a file already open, for a caller that read its schema first."""
+    """Copy an open table batch by batch, keeping ``columns`` in that order and setting
+    ``metadata``. The caller opens it, so a table read for its schema is downloaded once."""
     schema = parquet.schema_arrow
     names = list(columns) if columns is not None else schema.names
     target = pa.schema([schema.field(n) for n in names], metadata=metadata or schema.metadata)

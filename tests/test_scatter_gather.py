@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from scythe_oo.errors import ArtifactNotFoundError
-from scythe_oo.gather import copy_table, merge_sorted
+from scythe_oo.gather import copy_parquet, merge_sorted
 from scythe_oo.recursion import RecursionPolicy
 from scythe_oo.scatter import child_sizes, count_rows, split_grid_stride
 from scythe_oo.store import ArtifactStore, LocalStore
@@ -168,14 +168,15 @@ def test_a_missing_child_fails_and_writes_nothing(store: ArtifactStore) -> None:
 def test_copy_reorders_columns_and_sets_metadata(store: ArtifactStore) -> None:
     write_table(store, "src.pq", grid_stride_children(500, factor=1)[0])
 
-    written = copy_table(
-        store,
-        "src.pq",
-        "dst.pq",
-        columns=["label", "sort_index"],
-        metadata={b"k": b"v"},
-        batch_rows=64,
-    )
+    with open_parquet(store, "src.pq") as source:
+        written = copy_parquet(
+            source,
+            store,
+            "dst.pq",
+            columns=["label", "sort_index"],
+            metadata={b"k": b"v"},
+            batch_rows=64,
+        )
 
     with open_parquet(store, "dst.pq") as parquet:
         assert parquet.metadata.num_row_groups >= 8
