@@ -107,6 +107,30 @@ def include(
     )
 
 
+def final_output(details: Any) -> Any | None:
+    """The output of a finished workflow run, read from its DAG's last tasks.
+
+    The engine's run-level ``output`` is not a safe source: just after a DAG finishes it can
+    still hold an earlier task's output (seen in CI on hatchet-lite v0.105.0). The shape says
+    which tasks nothing depends on; their outputs are the run's result. ``None`` means those
+    outputs are not all visible yet, so the caller asks again later rather than record a wrong
+    result. One last task gives its output; several give ``{task_name: output}``.
+    """
+    shape = list(details.shape)
+    if not shape:  # no DAG to read: the run-level output is all there is
+        return details.run.output
+    by_task = {str(task.task_external_id): task for task in details.tasks}
+    outputs: dict[str, Any] = {}
+    for step in shape:
+        if step.children_step_ids:
+            continue
+        task = by_task.get(str(step.task_external_id))
+        if task is None or getattr(task.status, "name", str(task.status)) != "COMPLETED":
+            return None
+        outputs[str(step.task_name)] = task.output
+    return next(iter(outputs.values())) if len(outputs) == 1 else outputs
+
+
 def record_included_result(
     store: ArtifactStore, manifest: Manifest, layout_key: str, output: Any
 ) -> Manifest:

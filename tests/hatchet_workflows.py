@@ -28,7 +28,13 @@ def repeat(input: PipelineInput, ctx: Context) -> dict[str, str]:
     return {"result": " ".join([loud] * input.times)}
 
 
+@hatchet.task(name="test_whisper", input_validator=PipelineInput)
+def whisper(input: PipelineInput, ctx: Context) -> dict[str, str]:
+    """A standalone task, the other shape ``include`` accepts."""
+    return {"quiet": input.text.lower()}
+
+
 if __name__ == "__main__":
     from scythe_oo.worker import WorkerConfig
 
-    WorkerConfig(does_leaf=False).start(experiments=[], additional_workflows=[pipeline])
+    WorkerConfig(does_leaf=False).start(experiments=[], additional_workflows=[pipeline, whisper])

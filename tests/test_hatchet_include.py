@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(180)]
 
 
 def test_included_workflow_runs_versioned(hatchet_namespace: str, tmp_path: Path) -> None:
-    from hatchet_workflows import PipelineInput, pipeline
+    from hatchet_workflows import PipelineInput, pipeline, whisper
 
     port = _free_port()
     env = {
@@ -57,6 +57,10 @@ def test_included_workflow_runs_versioned(hatchet_namespace: str, tmp_path: Path
         manifest = ExperimentRun.open(second.uri).manifest()
         assert manifest.experiment_class == f"hatchet-workflow:{hatchet_namespace}test_pipeline"
         assert manifest.one_off and manifest.status == "completed"
+        quiet = include(whisper, input_type=PipelineInput).allocate(
+            PipelineInput(text="HUSH"), store=store
+        )
+        assert quiet.wait(timeout=90).results.output() == {"quiet": "hush"}
     finally:
         os.killpg(worker.pid, 15)
         worker.wait(timeout=20)

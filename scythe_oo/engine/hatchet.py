@@ -604,9 +604,11 @@ class HatchetRunHandle:
 
     def _record_included(self, manifest: Manifest) -> Progress:
         """An included workflow writes nothing itself: its follower records its output."""
-        from scythe_oo.include import record_included_result
+        from scythe_oo.include import final_output, record_included_result
 
-        output = hatchet_client().runs.get_result(self.run_id)
+        output = final_output(hatchet_client().runs.get(self.run_id))
+        if output is None:  # the engine has not shown the last tasks' outputs yet
+            return Progress(state="running", done=0, failed=0, total=1)
         done = record_included_result(self.store, manifest, self.layout.root, output)
         self.store.put_bytes(self.layout.manifest, done.to_yaml())
         self._finished.set()
