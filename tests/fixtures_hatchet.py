@@ -76,11 +76,15 @@ def _free_port() -> int:
 
 
 class WorkerProcess:
-    """`scythe-oo worker MODULES` in a subprocess, with its own SCYTHE_WORKER_* settings."""
+    """A worker command in its own process group, with its own environment settings.
 
-    def __init__(self, name: str, modules: list[str], settings: dict[str, str], log: Path) -> None:
+    ``start`` returns once the worker's health endpoint answers, so a test never races a
+    worker that has not registered its tasks yet.
+    """
+
+    def __init__(self, name: str, command: list[str], settings: dict[str, str], log: Path) -> None:
         self.name = name
-        self.modules = modules
+        self.command = command
         self.settings = settings
         self.log_path = log
         self.health_port = _free_port()
@@ -99,7 +103,7 @@ class WorkerProcess:
         }
         self._log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "scythe_oo.cli", "worker", *self.modules],
+            self.command,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -117,7 +121,9 @@ class WorkerProcess:
                         return self
             except OSError:
                 time.sleep(0.3)
-        raise RuntimeError(f"worker {self.name} never became healthy: {self.log_tail()}")
+        tail = self.log_tail()
+        self.stop()  # leave no worker behind a failed start
+        raise RuntimeError(f"worker {self.name} never became healthy: {tail}")
 
     def kill(self) -> None:
         """SIGKILL the whole worker process group: no cleanup, like a lost spot instance."""
@@ -154,7 +160,8 @@ def start_worker(hatchet_namespace: str, tmp_path: Path) -> Iterator[Callable[..
         **settings: str,
     ) -> WorkerProcess:
         env = {f"SCYTHE_WORKER_{k.upper()}": v for k, v in settings.items()}
-        worker = WorkerProcess(name, list(modules), env, tmp_path / f"{name}.log")
+        command = [sys.executable, "-m", "scythe_oo.cli", "worker", *modules]
+        worker = WorkerProcess(name, command, env, tmp_path / f"{name}.log")
         started.append(worker)
         return worker.start()
 

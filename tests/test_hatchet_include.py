@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
-from fixtures_hatchet import ROOT, TESTS, _free_port
+from fixtures_hatchet import TESTS, WorkerProcess
 
 from scythe_oo import ExperimentRun, LocalStore, include
 
@@ -20,31 +16,10 @@ pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(180)]
 def test_included_workflow_runs_versioned(hatchet_namespace: str, tmp_path: Path) -> None:
     from hatchet_workflows import PipelineInput, pipeline, whisper
 
-    port = _free_port()
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT)]),
-        "HATCHET_CLIENT_WORKER_HEALTHCHECK_ENABLED": "True",
-        "HATCHET_CLIENT_WORKER_HEALTHCHECK_PORT": str(port),
-        "HATCHET_CLIENT_WORKER_HEALTHCHECK_BIND_ADDRESS": "127.0.0.1",
-    }
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, str(TESTS / "hatchet_workflows.py")],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    worker = WorkerProcess(
+        "include", [sys.executable, str(TESTS / "hatchet_workflows.py")], {}, tmp_path / "w.log"
+    ).start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                assert worker.poll() is None and time.monotonic() < deadline, "worker down"
-                time.sleep(0.3)
         store = LocalStore(root=tmp_path / "store")
         included = include(pipeline, input_type=PipelineInput)
         assert included.name == "test_pipeline"  # without the namespace prefix
@@ -62,6 +37,4 @@ def test_included_workflow_runs_versioned(hatchet_namespace: str, tmp_path: Path
         )
         assert quiet.wait(timeout=90).results.output() == {"quiet": "hush"}
     finally:
-        os.killpg(worker.pid, 15)
-        worker.wait(timeout=20)
-        log.close()
+        worker.stop()
