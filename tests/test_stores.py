@@ -248,6 +248,15 @@ def test_cache_file_uri_passthrough(tmp_path: Path) -> None:
         cache.fetch(missing)
 
 
+def _etag(s3_endpoint: str, store: S3Store, key: str) -> str:
+    client = boto3.client("s3", endpoint_url=s3_endpoint)
+    return str(client.head_object(Bucket=store.bucket, Key=f"scythe/{key}")["ETag"])
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
 def test_cache_s3_fetch_then_hit(s3_store: S3Store, s3_endpoint: str, tmp_path: Path) -> None:
     cache = FileCache(root=tmp_path / "cache")
     uri = s3_store.put_bytes("inputs/weather.epw", b"weather")
@@ -255,13 +264,68 @@ def test_cache_s3_fetch_then_hit(s3_store: S3Store, s3_endpoint: str, tmp_path: 
     assert first.read_bytes() == b"weather"
     assert first.name == "weather.epw"
     digest = hashlib.sha256(uri.encode()).hexdigest()
-    assert first == tmp_path / "cache" / digest[:2] / digest / "weather.epw"
+    assert first.parent.parent == tmp_path / "cache" / digest[:2] / digest
+    assert first == cache.path_for(uri, _etag(s3_endpoint, s3_store, "inputs/weather.epw"))
 
-    # Gone from S3: a second fetch can only succeed from the cache.
+    # Gone from S3: within revalidate_after the second fetch is served from this process's
+    # memory of the check, with no request at all.
     client = boto3.client("s3", endpoint_url=s3_endpoint)
     client.delete_object(Bucket=s3_store.bucket, Key="scythe/inputs/weather.epw")
     assert cache.fetch(uri) == first
     assert first.read_bytes() == b"weather"
+    # A process that checks again learns the reference is broken instead of using a stale copy.
+    with pytest.raises(ArtifactNotFoundError, match=re.escape(uri)):
+        FileCache(root=tmp_path / "cache").fetch(uri)
+
+
+def test_cache_s3_overwritten_object_is_fetched_again(s3_store: S3Store, tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    uri = s3_store.put_bytes("inputs/weather.epw", b"old weather")
+    patient = FileCache(root=root)  # default revalidate_after: 60 s
+    old = patient.fetch(uri)
+    s3_store.put_bytes("inputs/weather.epw", b"new weather")
+
+    assert patient.fetch(uri) == old  # still inside its window
+    eager = FileCache(root=root, revalidate_after=0)
+    new = eager.fetch(uri)
+    assert new != old
+    assert new.name == old.name == "weather.epw"
+    assert new.read_bytes() == b"new weather"
+    # The old copy is left alone: a leaf still reading it must not see its bytes change.
+    assert old.read_bytes() == b"old weather"
+    assert _files(root) == sorted([old, new])
+    # Unchanged since: checking again downloads nothing new.
+    assert eager.fetch(uri) == new
+    assert _files(root) == sorted([old, new])
+
+
+def test_cache_s3_object_overwritten_mid_fetch(
+    s3_store: S3Store, s3_endpoint: str, tmp_path: Path
+) -> None:
+    """A write between the HEAD and the GET must not file new bytes under the old ETag."""
+    uri = s3_store.put_bytes("inputs/weather.epw", b"old")
+    old_etag = _etag(s3_endpoint, s3_store, "inputs/weather.epw")
+    writer = boto3.client("s3", endpoint_url=s3_endpoint)
+    writes: list[str] = []
+
+    def overwrite_once(**_: Any) -> None:
+        if not writes:
+            writes.append("done")
+            writer.put_object(Bucket=s3_store.bucket, Key="scythe/inputs/weather.epw", Body=b"new")
+
+    events = s3_module.s3_client().meta.events
+    events.register("before-call.s3.GetObject", overwrite_once)
+    try:
+        path = FileCache(root=tmp_path / "cache").fetch(uri)
+    finally:
+        events.unregister("before-call.s3.GetObject", overwrite_once)
+    assert writes == ["done"]
+    assert path.read_bytes() == b"new"
+    assert path == FileCache(root=tmp_path / "cache").path_for(
+        uri, _etag(s3_endpoint, s3_store, "inputs/weather.epw")
+    )
+    assert not FileCache(root=tmp_path / "cache").path_for(uri, old_etag).exists()
+    assert _files(tmp_path / "cache") == [path]
 
 
 def test_cache_s3_missing_object(s3_store: S3Store, tmp_path: Path) -> None:
@@ -269,8 +333,7 @@ def test_cache_s3_missing_object(s3_store: S3Store, tmp_path: Path) -> None:
     uri = s3_store.uri("inputs/absent.epw")
     with pytest.raises(ArtifactNotFoundError, match=re.escape(uri)):
         cache.fetch(uri)
-    assert not cache.path_for(uri).exists()
-    assert list(cache.path_for(uri).parent.glob("*")) == []
+    assert _files(tmp_path / "cache") == []
 
 
 def test_cache_same_basename_no_collision(s3_store: S3Store, tmp_path: Path) -> None:
@@ -289,8 +352,10 @@ def _fetch_in_child(root: str, uri: str, barrier: Any, results: Any) -> None:
     results.put((str(path), hashlib.sha256(path.read_bytes()).hexdigest()))
 
 
-def test_cache_concurrent_fetch_from_processes(s3_store: S3Store, tmp_path: Path) -> None:
-    payload = os.urandom(12 * 1024 * 1024)  # above the multipart threshold: a slow download
+def test_cache_concurrent_fetch_from_processes(
+    s3_store: S3Store, s3_endpoint: str, tmp_path: Path
+) -> None:
+    payload = os.urandom(12 * 1024 * 1024)  # a slow download, so the four really overlap
     uri = s3_store.put_bytes("inputs/big.bin", payload)
     # fork: children inherit the moto environment and the parent's (pid-keyed) client cache.
     ctx = multiprocessing.get_context("fork")
@@ -306,33 +371,51 @@ def test_cache_concurrent_fetch_from_processes(s3_store: S3Store, tmp_path: Path
     for proc in procs:
         proc.join(timeout=30)
         assert proc.exitcode == 0
-    expected = (str(FileCache(root=root).path_for(uri)), hashlib.sha256(payload).hexdigest())
+    etag = _etag(s3_endpoint, s3_store, "inputs/big.bin")
+    expected = (str(FileCache(root=root).path_for(uri, etag)), hashlib.sha256(payload).hexdigest())
     assert got == [expected] * 4
-    leftovers = [p for p in root.rglob("*") if p.is_file()]
-    assert leftovers == [Path(expected[0])]
+    assert _files(root) == [Path(expected[0])]
 
 
 class _Server:
-    """A tiny scripted HTTP server: each path answers with its queued statuses, then 200."""
+    """A tiny scripted HTTP server.
+
+    Each path answers with its queued statuses (GET and HEAD alike), then 200 with its body and
+    the validator headers set for it. ``calls`` counts requests by (method, path).
+    """
 
     def __init__(self) -> None:
-        self.calls: Counter[str] = Counter()
+        self.calls: Counter[tuple[str, str]] = Counter()
         self.script: dict[str, list[int]] = {}
         self.bodies: dict[str, bytes] = {}
+        self.headers: dict[str, dict[str, str]] = {}
+        self.head_status: int | None = None  # e.g. 405: a server that refuses HEAD
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                server.calls[self.path] += 1
+            def _answer(self, send_body: bool) -> None:
+                server.calls[(self.command, self.path)] += 1
                 queued = server.script.get(self.path, [])
                 status = queued.pop(0) if queued else 200
+                if not send_body and server.head_status is not None:
+                    status = server.head_status
                 body = server.bodies.get(self.path, b"") if status == 200 else b"nope"
                 if self.path not in server.bodies:
                     status, body = 404, b"not found"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(body)))
+                if status == 200:
+                    for name, value in server.headers.get(self.path, {}).items():
+                        self.send_header(name, value)
                 self.end_headers()
-                self.wfile.write(body)
+                if send_body:
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                self._answer(send_body=True)
+
+            def do_HEAD(self) -> None:
+                self._answer(send_body=False)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -354,16 +437,17 @@ def http_server() -> Iterator[_Server]:
 
 
 def test_cache_http_retries_transient_errors(http_server: _Server, tmp_path: Path) -> None:
-    http_server.bodies["/files/weather.epw"] = b"epw-data"
-    http_server.script["/files/weather.epw"] = [503, 503]
+    path_ = "/files/weather.epw"
+    http_server.bodies[path_] = b"epw-data"
+    http_server.script[path_] = [503, 503]
     cache = FileCache(root=tmp_path / "cache", http_backoff=0.01)
-    uri = f"{http_server.url}/files/weather.epw"
+    uri = f"{http_server.url}{path_}"
     path = cache.fetch(uri)
     assert path.read_bytes() == b"epw-data"
-    assert http_server.calls["/files/weather.epw"] == 3
-    assert cache.fetch(uri) == path  # cache hit: no fourth request
-    assert http_server.calls["/files/weather.epw"] == 3
-    assert [p.name for p in path.parent.iterdir()] == ["weather.epw"]
+    assert (http_server.calls[("HEAD", path_)], http_server.calls[("GET", path_)]) == (3, 1)
+    assert cache.fetch(uri) == path  # checked moments ago: no request at all
+    assert sum(http_server.calls.values()) == 4
+    assert _files(tmp_path / "cache") == [path]
 
 
 def test_cache_http_gives_up_after_bounded_attempts(http_server: _Server, tmp_path: Path) -> None:
@@ -372,7 +456,7 @@ def test_cache_http_gives_up_after_bounded_attempts(http_server: _Server, tmp_pa
     cache = FileCache(root=tmp_path / "cache", http_backoff=0.01, http_attempts=3)
     with pytest.raises(StoreError, match=re.escape(f"{http_server.url}/flaky")):
         cache.fetch(f"{http_server.url}/flaky")
-    assert http_server.calls["/flaky"] == 3
+    assert sum(http_server.calls.values()) == 3
 
 
 def test_cache_http_404_fails_at_once(http_server: _Server, tmp_path: Path) -> None:
@@ -382,8 +466,46 @@ def test_cache_http_404_fails_at_once(http_server: _Server, tmp_path: Path) -> N
         cache.fetch(url)
     assert url in str(excinfo.value)
     assert "404" in str(excinfo.value)
-    assert http_server.calls["/missing/weather.epw"] == 1
-    assert not cache.path_for(url).exists()
+    assert sum(http_server.calls.values()) == 1
+    assert _files(tmp_path / "cache") == []
+
+
+def test_cache_http_changed_etag_is_fetched_again(http_server: _Server, tmp_path: Path) -> None:
+    url = f"{http_server.url}/weather.epw"
+    http_server.bodies["/weather.epw"] = b"v1"
+    http_server.headers["/weather.epw"] = {"ETag": '"v1"'}
+    cache = FileCache(root=tmp_path / "cache", revalidate_after=0)
+    old = cache.fetch(url)
+    assert cache.fetch(url) == old  # same ETag: a HEAD, no second GET
+    assert http_server.calls[("GET", "/weather.epw")] == 1
+
+    http_server.bodies["/weather.epw"] = b"v2!"
+    http_server.headers["/weather.epw"] = {"ETag": '"v2"'}
+    new = cache.fetch(url)
+    assert new != old
+    assert (old.read_bytes(), new.read_bytes()) == (b"v1", b"v2!")
+    assert http_server.calls[("GET", "/weather.epw")] == 2
+    assert _files(tmp_path / "cache") == sorted([old, new])
+
+
+def test_cache_http_without_head_or_version(http_server: _Server, tmp_path: Path) -> None:
+    """Servers that refuse HEAD are asked with GET; versionless bytes are trusted as immutable."""
+    http_server.head_status = 405
+    http_server.bodies["/a.csv"] = b"a"
+    http_server.headers["/a.csv"] = {"Last-Modified": "Mon, 23 Nov 2026 10:00:00 GMT"}
+    http_server.bodies["/b.csv"] = b"b"  # no ETag, no Last-Modified
+    cache = FileCache(root=tmp_path / "cache", revalidate_after=0)
+    a_url, b_url = f"{http_server.url}/a.csv", f"{http_server.url}/b.csv"
+    first_a, first_b = cache.fetch(a_url), cache.fetch(b_url)
+    inode = first_a.stat().st_ino
+    assert (cache.fetch(a_url), cache.fetch(b_url)) == (first_a, first_b)
+    assert first_a.stat().st_ino == inode  # not rewritten
+    assert (first_a.read_bytes(), first_b.read_bytes()) == (b"a", b"b")
+    # /a.csv is asked with GET each time, but its version is cached, so its body is not copied.
+    assert http_server.calls[("GET", "/a.csv")] == 2
+    # /b.csv has no version: HEAD is refused and None maps to the one unversioned copy.
+    assert http_server.calls[("GET", "/b.csv")] == 1
+    assert _files(tmp_path / "cache") == sorted([first_a, first_b])
 
 
 def test_cache_rejects_unknown_scheme(tmp_path: Path) -> None:

@@ -146,7 +146,7 @@ def _scrub(message: str) -> str:
     return message
 
 
-def _error_code(exc: botocore.exceptions.ClientError) -> str:
+def error_code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
@@ -155,7 +155,7 @@ def _http_status(exc: botocore.exceptions.ClientError) -> int | None:
 
 
 def _is_not_found(exc: botocore.exceptions.ClientError) -> bool:
-    return _error_code(exc) in _NOT_FOUND_CODES
+    return error_code(exc) in _NOT_FOUND_CODES
 
 
 def store_error_from_boto(exc: Exception, uri: str, action: str) -> StoreError:
@@ -174,7 +174,7 @@ def store_error_from_boto(exc: Exception, uri: str, action: str) -> StoreError:
     if isinstance(cause, botocore.exceptions.ClientError):
         if _is_not_found(cause):
             return ArtifactNotFoundError(f"no object at {uri}")
-        code = _error_code(cause) or "unknown error"
+        code = error_code(cause) or "unknown error"
         detail = cause.response.get("Error", {}).get("Message", "")
         status = _http_status(cause)
         text = f"{action} {uri} failed: S3 returned {code}"
@@ -205,7 +205,7 @@ def boto_errors() -> tuple[type[Exception], ...]:
 
 
 # Raised while reading a response body, after botocore's own retry loop has already returned.
-_STREAM_ERRORS = (
+STREAM_ERRORS = (
     botocore.exceptions.ResponseStreamingError,
     botocore.exceptions.IncompleteReadError,
     botocore.exceptions.ReadTimeoutError,
@@ -309,10 +309,10 @@ class S3Store:
                 return True
             except botocore.exceptions.ClientError as exc:
                 status = _http_status(exc)
-                if _error_code(exc) == "PreconditionFailed" or status == 412:
+                if error_code(exc) == "PreconditionFailed" or status == 412:
                     return False
                 # 409: another conditional write to this key is in flight; AWS says retry.
-                if _error_code(exc) == "ConditionalRequestConflict" or status == 409:
+                if error_code(exc) == "ConditionalRequestConflict" or status == 409:
                     time.sleep(0.05 * 2**attempt)
                     continue
                 raise store_error_from_boto(exc, uri, "creating") from exc
@@ -330,7 +330,7 @@ class S3Store:
                     return body.read()
                 finally:
                     body.close()
-            except _STREAM_ERRORS as exc:
+            except STREAM_ERRORS as exc:
                 # botocore retries the request but not a body cut off mid-read; do that here.
                 if attempt == _BODY_READ_ATTEMPTS:
                     raise store_error_from_boto(exc, uri, "reading") from exc
