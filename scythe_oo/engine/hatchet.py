@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -555,6 +556,10 @@ _STATES = {
 }
 
 
+_INCLUDED_OUTPUT_GRACE_SECONDS = 120.0
+"""How long an included run may show COMPLETED before its last tasks' outputs are visible."""
+
+
 class HatchetRunHandle:
     """Follows a run by its Hatchet run id; works from any process that can reach the engine."""
 
@@ -563,6 +568,7 @@ class HatchetRunHandle:
         self.store = store
         self.layout = layout
         self._finished = threading.Event()
+        self._output_awaited_since: float | None = None
 
     @property
     def engine_run_id(self) -> str | None:
@@ -608,7 +614,20 @@ class HatchetRunHandle:
 
         output = final_output(hatchet_client().runs.get(self.run_id))
         if output is None:  # the engine has not shown the last tasks' outputs yet
-            return Progress(state="running", done=0, failed=0, total=1)
+            now = time.monotonic()
+            if self._output_awaited_since is None:
+                self._output_awaited_since = now
+            if now - self._output_awaited_since < _INCLUDED_OUTPUT_GRACE_SECONDS:
+                return Progress(state="running", done=0, failed=0, total=1)
+            # Never record a wrong output, and never wait forever for one.
+            error = (
+                f"the Hatchet run {self.run_id} completed, but its last tasks did not all show "
+                f"as COMPLETED within {_INCLUDED_OUTPUT_GRACE_SECONDS:.0f} s; see the run in "
+                "the Hatchet dashboard"
+            )
+            fail_run(self.store, self.layout, error)
+            self._finished.set()
+            return Progress(state="failed", done=0, failed=1, total=1, error=error)
         done = record_included_result(self.store, manifest, self.layout.root, output)
         self.store.put_bytes(self.layout.manifest, done.to_yaml())
         self._finished.set()
