@@ -26,7 +26,7 @@ from collections.abc import Callable
 from contextlib import closing
 from email.message import Message
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import attrs
@@ -202,18 +202,18 @@ class FileCache:
 
     def _fetch_http(self, url: str) -> Path:
         shown = _shown_url(url)
-        cached = self.path_for(url, self._with_retries(shown, self._head, url))
+        cached = self.path_for(url, self._with_retries(shown, lambda: self._head(url)))
         if cached.is_file():
             return cached
         # The GET's own headers name the copy: if the file changed since the HEAD, the new
         # bytes go under the new version, never under the old one.
-        return self._with_retries(shown, self._download_once, url, shown)
+        return self._with_retries(shown, lambda: self._download_once(url))
 
-    def _with_retries(self, shown: str, attempt_once: Callable[..., _T], *args: Any) -> _T:
+    def _with_retries(self, shown: str, attempt_once: Callable[[], _T]) -> _T:
         attempts = max(1, self.http_attempts)
         for attempt in range(1, attempts + 1):
             try:
-                return attempt_once(*args)
+                return attempt_once()
             except _TransientHTTPError as exc:
                 if attempt == attempts:
                     raise StoreError(
@@ -258,14 +258,10 @@ class FileCache:
         except _HTTPRefused as exc:
             if exc.status in (403, 405, 501):  # HEAD not allowed (presigned GET URLs: 403)
                 return None
-            raise StoreError(str(exc)) from None
+            raise
 
-    def _download_once(self, url: str, shown: str) -> Path:
-        try:
-            response = self._open(url, "GET")
-        except _HTTPRefused as exc:
-            raise StoreError(str(exc)) from None
-        with response:
+    def _download_once(self, url: str) -> Path:
+        with self._open(url, "GET") as response:
             dest = self.path_for(url, _version_of(response.headers))
             if dest.is_file():  # HEAD refused or raced: this version is here already
                 return dest
@@ -291,7 +287,7 @@ class FileCache:
             return dest
 
 
-class _HTTPRefused(Exception):
+class _HTTPRefused(StoreError):
     """A definite refusal (4xx but 404/410/429, or 501); servers may refuse HEAD yet allow GET."""
 
     def __init__(self, status: int, message: str) -> None:
