@@ -7,6 +7,8 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from scythe_oo.definition.base import REGISTRY
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
@@ -26,7 +28,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    from scythe_oo.registry import REGISTRY
 
     sys.path.insert(0, "")  # like `python -m`: modules in the working directory are found
     experiments = REGISTRY.discover(args.modules)
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for cls in experiments:
             print(f"{cls.name}\t{cls.__module__}.{cls.__qualname__}")
         return 0
-    from scythe_oo.worker import WorkerConfig
+    from scythe_oo.engines.hatchet.worker import WorkerConfig  # loads hatchet_sdk: workers only
 
     WorkerConfig().start(experiments=experiments)
     return 0

@@ -1,3 +1,9 @@
-"""Shared fixtures. The S3 endpoint fixtures live in fixtures_s3.py."""
+"""Shared fixtures live in tests/support/: real S3 (moto) and Hatchet servers, and an isolated
+experiment registry."""
 
-pytest_plugins = ["fixtures_s3", "fixtures_hatchet"]
+pytest_plugins = [
+    "tests.support.s3",
+    "tests.support.hatchet",
+    "tests.support.registry",
+    "tests.support.settings",
+]

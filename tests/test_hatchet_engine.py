@@ -11,8 +11,22 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from fixtures_hatchet import WorkerProcess
-from hatchet_experiments import (
+from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
+
+from examples.building_energy.experiment import SimulateEnergy
+from examples.building_energy.sample import sample
+from scythe_oo import (
+    ExperimentRun,
+    HatchetEngine,
+    LocalEngine,
+    RecursionPolicy,
+    RunFailedError,
+    S3Store,
+)
+from scythe_oo.engines.hatchet.client import hatchet_client
+from scythe_oo.engines.hatchet.tasks import SCATTER_GATHER_TASK
+from tests.support.hatchet import WorkerProcess
+from tests.support.hatchet_experiments import (
     FinishingProbe,
     FinishingProbeInput,
     HighMemoryProbe,
@@ -20,16 +34,8 @@ from hatchet_experiments import (
     ProbeInput,
     executions,
 )
-from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
-from invariants import account_for_everything
-from test_example_end_to_end import comparable
-
-from examples.building_energy.experiment import SimulateEnergy
-from examples.building_energy.sample import sample
-from scythe_oo import ExperimentRun, HatchetEngine, LocalEngine, RecursionPolicy
-from scythe_oo.engine.hatchet import SCATTER_GATHER_TASK, hatchet_client
-from scythe_oo.errors import RunFailedError
-from scythe_oo.store.s3 import S3Store
+from tests.support.invariants import account_for_everything
+from tests.test_example import comparable
 
 pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(300)]
 

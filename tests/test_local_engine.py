@@ -10,7 +10,6 @@ from typing import Literal
 import pandas as pd
 import pytest
 import yaml
-from invariants import account_for_everything
 from pydantic import Field, computed_field
 
 from scythe_oo import (
@@ -26,6 +25,7 @@ from scythe_oo import (
     RecursionPolicy,
     Timeouts,
 )
+from tests.support.invariants import account_for_everything
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import psutil
 import pytest
-from counting_experiments import Counted, CountedInput, Crashy, executions, pool_workers
-from invariants import account_for_everything
 
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
-from scythe_oo.journal import LeafJournal
-from scythe_oo.layout import RunLayout
+from scythe_oo.runfolder.layout import RunLayout
+from scythe_oo.tree.journal import LeafJournal
+from tests.support.counting import Counted, CountedInput, Crashy, executions, pool_workers
+from tests.support.invariants import account_for_everything
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -62,7 +62,7 @@ DRIVER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from counting_experiments import Counted, CountedInput
+    from tests.support.counting import Counted, CountedInput
     from scythe_oo import LocalEngine, LocalStore
 
     store = LocalStore(root=sys.argv[1])
@@ -81,7 +81,7 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
     store_root = tmp_path / "store"
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.getcwd()]),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
         "SCYTHE_JOURNAL_SECONDS": "0",
     }
     driver = subprocess.Popen(

@@ -7,7 +7,6 @@ import resource
 from pathlib import Path
 
 import pytest
-from invariants import account_for_everything
 from pydantic import Field
 
 from scythe_oo import (
@@ -19,6 +18,7 @@ from scythe_oo import (
     LocalStore,
     RecursionPolicy,
 )
+from tests.support.invariants import account_for_everything
 
 N = int(os.environ.get("SCYTHE_SCALE_SPECS", "1000000"))
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from counting_experiments import Soak, SoakInput, pool_workers
 
 from scythe_oo import LocalEngine, LocalStore
+from tests.support.counting import Soak, SoakInput, pool_workers
 
 pytestmark = [pytest.mark.soak, pytest.mark.timeout(3600)]
 

@@ -23,9 +23,10 @@ from typing import Any
 import boto3
 import pytest
 
-from scythe_oo.errors import ArtifactNotFoundError, StoreError
-from scythe_oo.store import ArtifactStore, FileCache, LocalStore, S3Store
-from scythe_oo.store import s3 as s3_module
+from scythe_oo import ArtifactStore, LocalStore, S3Store
+from scythe_oo.definition.errors import ArtifactNotFoundError, StoreError
+from scythe_oo.storage import s3_client as s3_module
+from scythe_oo.storage.cache import FileCache
 
 # --------------------------------------------------------------------------------------------
 # Store contract

@@ -1,0 +1,64 @@
+"""HatchetEngine: the same tree and the same experiment classes, on many machines.
+
+The engine is an adapter: it declares and registers the tasks, triggers the root node (or, for
+a single spec, the experiment's task itself) and returns a handle that follows the run. Nodes
+are durable, so a node waiting for its children holds no worker slot and deep trees cannot
+deadlock a small pool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import attrs
+
+from scythe_oo.engine.protocol import RunHandle, RunPlan
+from scythe_oo.engines.hatchet.handle import HatchetRunHandle
+from scythe_oo.engines.hatchet.payloads import NodeTaskInput
+from scythe_oo.engines.hatchet.tasks import hatchet_tasks, register_definitions
+from scythe_oo.runfolder.layout import RunLayout
+from scythe_oo.runfolder.manifest import Manifest
+from scythe_oo.runfolder.specs import spec_json
+from scythe_oo.runfolder.tables import read_table
+from scythe_oo.storage.base import ArtifactStore
+
+
+@attrs.frozen(kw_only=True)
+class HatchetEngine:
+    """Runs on Hatchet workers (``scythe-oo worker ...``). The client connection comes from
+    HATCHET_CLIENT_TOKEN and related settings; nothing connects until a run is submitted."""
+
+    def submit(self, plan: RunPlan) -> HatchetRunHandle:
+        tasks = hatchet_tasks([plan.experiment])
+        register_definitions(tasks)
+        description = plan.store.describe()
+        if plan.one_off:
+            specs = spec_json(read_table(plan.store, plan.layout.specs))
+            input_model = tasks.leaf_inputs[plan.experiment.name]
+            ref = tasks.leaves[plan.experiment.name].run(
+                input_model(
+                    experiment_id=plan.root.experiment_id,
+                    store=description,
+                    one_off=True,
+                    specs=[json.loads(s) for s in specs],
+                ),
+                wait_for_result=False,
+            )
+        else:
+            ref = tasks.scatter_gather.run(
+                NodeTaskInput.of(plan.root, description), wait_for_result=False
+            )
+        return HatchetRunHandle(
+            run_id=str(ref.workflow_run_id), store=plan.store, layout=plan.layout
+        )
+
+    def attach(self, manifest: Manifest, store: ArtifactStore) -> RunHandle | None:
+        if not manifest.engine_run_id:
+            return None
+        layout = RunLayout.from_experiment_id(manifest.experiment_id)
+        return HatchetRunHandle(run_id=manifest.engine_run_id, store=store, layout=layout)
+
+    def describe(self) -> dict[str, str]:
+        namespace = os.environ.get("HATCHET_CLIENT_NAMESPACE", "")
+        return {"kind": "hatchet", "namespace": namespace}

@@ -1,0 +1,246 @@
+"""The local engine's dispatcher: leaves in batches through a process pool, crashes contained.
+
+Batches are sized from the leaves' own measured time so that each runs for about the
+experiment's ``min_batch_seconds``: a pool round trip costs tens of microseconds, which a
+one-millisecond simulation must not pay per leaf. A worker process that dies takes every batch
+in flight with it, so a broken batch is split and its specs run again, and only a spec that
+kills its worker while running alone is blamed for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import operator
+import os
+import pickle
+import socket
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Protocol
+
+import pyarrow as pa
+
+from scythe_oo.definition.base import REGISTRY
+from scythe_oo.definition.settings import Settings
+from scythe_oo.engine.protocol import RunPlan
+from scythe_oo.leaf.execute import RunContext, run_specs
+from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.runfolder.specs import spec_json
+from scythe_oo.tree.gcpause import paused_gc
+from scythe_oo.tree.job import NodeJob, NodeResult, OutcomeSink
+from scythe_oo.tree.node import run_node
+
+_WALL_TIME = operator.attrgetter("wall_time")
+_OK = operator.attrgetter("ok")
+
+
+class PoolOwner(Protocol):
+    """What the dispatcher needs of the run it serves: the pool, and counters to update."""
+
+    split_above: int
+    done: int
+    failed: int
+
+    @property
+    def pool(self) -> ProcessPoolExecutor: ...
+
+    def replace_broken_pool(self, broken: ProcessPoolExecutor) -> None: ...
+
+
+TAIL_SECONDS = 0.01
+"""The shortest batch a node's tail is split into (see ``LocalDispatcher.batch_size``)."""
+
+
+def run_leaf_batch(
+    experiment: str,
+    run: RunContext,
+    specs: Sequence[str],
+    retries: int,
+    timeout_seconds: float | None,
+) -> bytes:
+    """Worker side of a batch. The experiment travels by name: a forked worker has the
+    parent's registry, so classes defined in a notebook, a script or a function body work.
+
+    The outcomes come back pickled, for ``_unpickled`` to rebuild in the driver."""
+    cls = REGISTRY.get(experiment)
+    worker = f"local-{socket.gethostname()}-{os.getpid()}"
+    parsed = cls.schema.spec_list.validate_json(f"[{','.join(specs)}]")
+    outcomes = run_specs(
+        cls, parsed, run, retries=retries, worker_name=worker, timeout_seconds=timeout_seconds
+    )
+    return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpickled(data: bytes) -> list[LeafOutcome]:
+    """A batch's outcomes, rebuilt with the cyclic collector paused.
+
+    Unpickled by the pool itself, thousands of outcomes per second would count towards the
+    collector's schedule and set off full collections of the driver's whole heap (the
+    caller's specs included), 50-80 ms each in a 20,000-leaf run. Outcomes hold no cycles.
+    """
+    with paused_gc():
+        outcomes: list[LeafOutcome] = pickle.loads(data)
+    return outcomes
+
+
+def _crashed(raw: str, attempts: int, error: BaseException) -> LeafOutcome:
+    """The outcome of a spec whose worker process died every time it ran it."""
+    return LeafOutcome.failure(
+        int(json.loads(raw)["sort_index"]),
+        "WorkerCrashed",
+        f"the worker process died while running this leaf, {attempts} time(s) ({error}); "
+        "look for a segfault or the out-of-memory killer",
+        attempts=attempts,
+        worker="local",
+    )
+
+
+class LocalDispatcher:
+    """Runs children as coroutines on the loop and leaves as batches in the process pool."""
+
+    def __init__(self, plan: RunPlan, workers: int, handle: PoolOwner) -> None:
+        self.plan = plan
+        self.workers = workers
+        self.handle = handle
+        cls = plan.experiment
+        settings = Settings.from_env()
+        self.timeout_seconds = settings.leaf_timeouts(cls.timeouts).execution.total_seconds()
+        self.retries = cls.retries
+        self.min_batch_seconds = float(cls.min_batch_seconds)
+        self.run = RunContext(experiment_id=plan.layout.experiment_id, store=plan.store)
+        self.seconds_per_leaf: float | None = None
+        # Two batches per worker keep every process busy while the next batch is sized.
+        self.slots = asyncio.Semaphore(2 * workers)
+        self.active_nodes = asyncio.Semaphore(workers + 1)
+        self.suspect = asyncio.Lock()
+        """Held while a spec suspected of killing its worker runs alone in the pool."""
+        self.pool_changed = asyncio.Condition()
+        self.in_flight = 0
+
+    async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]:
+        return list(
+            await asyncio.gather(
+                *(run_node(self.plan.experiment, j, self.plan.store, self) for j in jobs)
+            )
+        )
+
+    def admission(self) -> contextlib.AbstractAsyncContextManager[Any]:
+        # Only a few base nodes hold their specs and outcomes at once, so the driver's memory
+        # stays flat as the sweep grows.
+        return self.active_nodes
+
+    def leaf_plan_key(self, job: NodeJob) -> str | None:
+        return None  # nothing replays a local node: the journal alone decides
+
+    def splits(self, job: NodeJob, n_specs: int) -> bool:
+        return n_specs > self.handle.split_above and job.recursion.splits(job.depth, n_specs)
+
+    def batch_size(self, remaining: int) -> int:
+        if self.seconds_per_leaf is None or self.min_batch_seconds <= 0:
+            return 1
+        per_leaf = max(self.seconds_per_leaf, 1e-6)
+        wanted = math.ceil(self.min_batch_seconds / per_leaf)
+        # Never more than half of what is left, so a node's tail is shared by two lanes; but
+        # not split into batches shorter than TAIL_SECONDS either, whose round trips through
+        # the pool would cost the driver more than the better balance saves.
+        tail = max(math.ceil(remaining / 2), math.ceil(TAIL_SECONDS / per_leaf))
+        return max(1, min(wanted, tail, remaining))
+
+    def observe(self, outcomes: Sequence[LeafOutcome], elapsed: float) -> None:
+        # The leaves' own time, as the workers measured it: the round trip also counts the
+        # time a batch queued behind another and would make every later batch too small.
+        busy = sum(map(_WALL_TIME, outcomes)) or elapsed
+        per_leaf = busy / max(len(outcomes), 1)
+        previous = self.seconds_per_leaf
+        self.seconds_per_leaf = per_leaf if previous is None else 0.7 * previous + 0.3 * per_leaf
+        succeeded = sum(map(_OK, outcomes))
+        self.handle.done += succeeded
+        self.handle.failed += len(outcomes) - succeeded
+
+    async def run_batch(
+        self, batch: list[str], crashes: int = 0, alone: bool = False
+    ) -> list[LeafOutcome]:
+        """Run a batch in the pool. If a worker process dies, every batch in flight fails with
+        it, so none of them can tell whose spec killed it: a broken batch is split into single
+        specs, and a broken single spec runs again alone in the pool. Only a spec that kills
+        its worker while running alone is counted as crashing (and, past its retries,
+        reported as WorkerCrashed); the others simply run again."""
+        try:
+            data = await self._in_pool(batch, alone)
+            return _unpickled(data)
+        except BrokenProcessPool as exc:
+            if len(batch) > 1:
+                return [o for raw in batch for o in await self.run_batch([raw])]
+            crashes += alone
+            if crashes <= self.retries:  # one try more than retries: kills are often external
+                return await self.run_batch(batch, crashes, alone=True)
+            return [_crashed(batch[0], crashes + 1, exc)]
+
+    async def _in_pool(self, batch: list[str], alone: bool) -> bytes:
+        """Submit a batch; ``alone`` waits for the pool to drain and keeps others out."""
+        if alone:
+            try:
+                async with self.suspect:
+                    async with self.pool_changed:
+                        await self.pool_changed.wait_for(lambda: self.in_flight == 0)
+                    return await self._submit(batch)
+            finally:  # after the lock is released: the batches held back may go
+                async with self.pool_changed:
+                    self.pool_changed.notify_all()
+        async with self.pool_changed:
+            await self.pool_changed.wait_for(lambda: not self.suspect.locked())
+            self.in_flight += 1
+        try:
+            return await self._submit(batch)
+        finally:
+            async with self.pool_changed:
+                self.in_flight -= 1
+                self.pool_changed.notify_all()
+
+    async def _submit(self, batch: list[str]) -> bytes:
+        pool = self.handle.pool
+        try:
+            data: bytes = await asyncio.get_running_loop().run_in_executor(
+                pool,
+                run_leaf_batch,
+                self.plan.experiment.name,
+                self.run,
+                batch,
+                self.retries,
+                self.timeout_seconds,
+            )
+        except BrokenProcessPool:
+            await asyncio.to_thread(self.handle.replace_broken_pool, pool)
+            raise
+        return data
+
+    async def run_leaves(
+        self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
+    ) -> list[LeafOutcome]:
+        pending = spec_json(specs)
+        cursor = 0
+
+        async def lane() -> list[LeafOutcome]:
+            nonlocal cursor
+            collected: list[LeafOutcome] = []
+            while True:
+                async with self.slots:
+                    if cursor >= len(pending):
+                        return collected
+                    size = self.batch_size(len(pending) - cursor)
+                    batch = pending[cursor : cursor + size]
+                    cursor += size
+                    started = time.perf_counter()
+                    outcomes = await self.run_batch(batch)
+                    self.observe(outcomes, time.perf_counter() - started)
+                await sink(outcomes)
+                collected.extend(outcomes)
+
+        width = min(2 * self.workers, len(pending))
+        lanes = await asyncio.gather(*(lane() for _ in range(width)))
+        return [outcome for lane_outcomes in lanes for outcome in lane_outcomes]

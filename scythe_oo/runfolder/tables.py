@@ -1,0 +1,130 @@
+"""Parquet through a store: the few helpers every table writer and reader shares.
+
+Small tables go through memory (``read_table`` / ``write_table``). Gathered tables can hold
+millions of rows, so they are read and written as files instead (``open_parquet`` /
+``parquet_sink``): a reader pulls one batch at a time and a writer emits one row group at a
+time, and neither ever holds the whole table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import tempfile
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scythe_oo.definition.errors import ArtifactNotFoundError
+from scythe_oo.storage.atomic import atomic_destination
+from scythe_oo.storage.base import ArtifactStore
+from scythe_oo.storage.local import LocalStore
+
+COMPRESSION = "zstd"
+DOWNLOAD_THREADS = 8
+
+DATAFRAME_INDEX_META = b"scythe.index"
+"""Schema metadata of a user table: its own index levels, comma-separated."""
+
+
+def write_table(store: ArtifactStore, key: str, table: pa.Table) -> str:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression=COMPRESSION)
+    return store.put_bytes(key, buffer.getvalue())
+
+
+def read_table(store: ArtifactStore, key: str) -> pa.Table:
+    return pq.read_table(pa.BufferReader(store.get_bytes(key)))
+
+
+def _local_path(store: ArtifactStore, key: str) -> Path | None:
+    """The file behind ``key`` when the store keeps it on this machine: read it in place."""
+    uri = urlparse(store.uri(key))
+    if uri.scheme != "file" or uri.netloc not in ("", "localhost"):
+        return None
+    return Path(unquote(uri.path))
+
+
+@contextlib.contextmanager
+def open_parquet(store: ArtifactStore, key: str) -> Iterator[pq.ParquetFile]:
+    """A Parquet file to read batch by batch: in place when local, else a temporary download."""
+    with open_parquets(store, [key]) as (parquet,):
+        yield parquet
+
+
+@contextlib.contextmanager
+def open_parquets(store: ArtifactStore, keys: Sequence[str]) -> Iterator[list[pq.ParquetFile]]:
+    """Several Parquet files at once; remote ones are downloaded in parallel, a few at a time."""
+    paths = [_local_path(store, key) for key in keys]
+    with contextlib.ExitStack() as stack:
+        remote = [i for i, path in enumerate(paths) if path is None]
+        if remote:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="scythe-read-")))
+
+            def fetch(i: int) -> Path:
+                return store.get_file(keys[i], tmp / f"{i}.pq")
+
+            with ThreadPoolExecutor(max_workers=min(DOWNLOAD_THREADS, len(remote))) as pool:
+                for i, fetched in zip(remote, pool.map(fetch, remote), strict=True):
+                    paths[i] = fetched
+        files = []
+        for key, local in zip(keys, paths, strict=True):
+            if local is None or not local.is_file():
+                raise ArtifactNotFoundError(f"no object at {store.uri(key)}")
+            files.append(stack.enter_context(pq.ParquetFile(local)))
+        yield files
+
+
+@contextlib.contextmanager
+def parquet_sink(store: ArtifactStore, key: str, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A writer whose file reaches ``key`` only if the block completes: no partial tables.
+
+    A local store's file is written beside its final name and renamed into place; a remote
+    one is written to a temporary file and uploaded.
+    """
+    # Only our own LocalStore: another store may do more on a write than place the file.
+    if isinstance(store, LocalStore):
+        with (
+            atomic_destination(store.path_of(key)) as tmp,
+            pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer,
+        ):
+            yield writer
+        return
+    with tempfile.TemporaryDirectory(prefix="scythe-write-") as tmpdir:
+        path = Path(tmpdir) / "table.pq"
+        with pq.ParquetWriter(path, schema, compression=COMPRESSION) as writer:
+            yield writer
+        store.put_file(key, path)
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` with exactly ``schema``'s columns and types; a missing column is all nulls."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            column = table.column(field.name)
+            columns.append(column if column.type == field.type else column.cast(field.type))
+        else:
+            columns.append(pa.nulls(table.num_rows, field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def dataframe_index_levels(schema: pa.Schema) -> list[str]:
+    raw = (schema.metadata or {}).get(DATAFRAME_INDEX_META, b"").decode()
+    return [n for n in raw.split(",") if n]
+
+
+def pandas_index_metadata(schema: pa.Schema, levels: Sequence[str]) -> dict[bytes, bytes]:
+    """Schema metadata that makes ``levels`` the index when pandas reads the table.
+
+    Derived from a zero-row table, so final tables are written straight from Arrow: the root
+    never turns 10^6 rows into pandas objects.
+    """
+    data = [c for c in schema.names if c not in levels]
+    sample = schema.empty_table().select([*data, *levels]).to_pandas().set_index(list(levels))
+    pandas_meta = pa.Schema.from_pandas(sample, preserve_index=True).metadata
+    return {**(schema.metadata or {}), **pandas_meta}

@@ -1,0 +1,173 @@
+"""The S3 client and the translation of boto errors, shared by S3Store and the file cache.
+
+Clients are built on first use (never at import or when a store is constructed), one per
+process and thread, and every boto failure becomes a StoreError whose message never contains
+a secret.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import TYPE_CHECKING
+
+import boto3.exceptions
+import boto3.session
+import botocore.exceptions
+import s3transfer.exceptions
+from botocore.config import Config
+
+from scythe_oo.definition.errors import ArtifactNotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+# --------------------------------------------------------------------------------------------
+# Client factory
+# --------------------------------------------------------------------------------------------
+
+# A client reads these at creation time and never again, so a cached client must not outlive a
+# change to any of them (tests point AWS_ENDPOINT_URL at a fresh moto server, for example).
+_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_REGION")
+
+_clients: dict[tuple[str | int | None, ...], S3Client] = {}
+_clients_lock = threading.Lock()
+
+
+def _forget_clients_after_fork() -> None:
+    # A forked child shares the parent's pooled sockets; reusing them corrupts both sides'
+    # HTTP streams. The lock may also have been held by a thread that does not exist here.
+    global _clients_lock
+    _clients.clear()
+    _clients_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_clients_after_fork)
+
+
+def _new_client() -> S3Client:
+    config = Config(
+        # "standard" retries throttling (SlowDown, 503) and connection errors with jittered
+        # exponential backoff; 10 attempts rides out a brief S3 or network hiccup in a long run.
+        retries={"max_attempts": 10, "mode": "standard"},
+        connect_timeout=10,
+        read_timeout=60,
+    )
+    # A private Session per client: the default session is not safe to use from several threads.
+    return boto3.session.Session().client("s3", config=config)
+
+
+def s3_client() -> S3Client:
+    """The S3 client for this process and thread, created on first use.
+
+    Clients are never created at import or construction so that stores stay cheap to build and
+    picklable. They are keyed by pid because a client inherited through fork() shares sockets
+    with its parent, and by thread so no pool is contended across worker threads.
+    """
+    key = (os.getpid(), threading.get_ident(), *(os.environ.get(n) for n in _CLIENT_ENV))
+    client = _clients.get(key)
+    if client is not None:
+        return client
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            # Drop clients of threads that have ended, so short-lived threads do not leak pools.
+            live = {t.ident for t in threading.enumerate()}
+            for stale in [k for k in _clients if k[0] != key[0] or k[1] not in live]:
+                del _clients[stale]
+            client = _clients[key] = _new_client()
+    return client
+
+
+# --------------------------------------------------------------------------------------------
+# Shared helpers (also used by FileCache)
+# --------------------------------------------------------------------------------------------
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/a/b`` -> ``("bucket", "a/b")``.
+
+    Parsed by hand rather than with urllib.parse because S3 keys may legally contain ``?`` and
+    ``#``, which a URL parser would cut off as query or fragment.
+    """
+    if not uri.startswith("s3://"):
+        raise StoreError(f"{uri!r} is not an s3:// URI")
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    return bucket, key
+
+
+_NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def _scrub(message: str) -> str:
+    # S3 error messages do not echo secrets, but a misbehaving proxy or endpoint might; a run
+    # manifest or a log line is the last place a secret key should end up.
+    for name in _SECRET_ENV:
+        secret = os.environ.get(name)
+        if secret:
+            message = message.replace(secret, "***")
+    return message
+
+
+def error_code(exc: botocore.exceptions.ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: botocore.exceptions.ClientError) -> int | None:
+    return exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+
+
+def is_not_found(exc: botocore.exceptions.ClientError) -> bool:
+    return error_code(exc) in _NOT_FOUND_CODES
+
+
+def store_error_from_boto(exc: Exception, uri: str, action: str) -> StoreError:
+    """The scythe error for a boto failure on ``uri``, for callers to ``raise ... from exc``.
+
+    Callers of a store should not have to know botocore to tell "missing" from "broken", and the
+    message is built from the error code and S3's own message only, never from the request.
+    """
+    cause: BaseException = exc
+    # upload_file wraps the ClientError in S3UploadFailedError; download_fileobj wraps its last
+    # streaming error in RetriesExceededError. Classify by what S3 actually said.
+    if isinstance(exc.__cause__, botocore.exceptions.ClientError):
+        cause = exc.__cause__
+    elif isinstance(getattr(exc, "last_exception", None), Exception):
+        cause = exc.last_exception  # type: ignore[attr-defined]
+    if isinstance(cause, botocore.exceptions.ClientError):
+        if is_not_found(cause):
+            return ArtifactNotFoundError(f"no object at {uri}")
+        code = error_code(cause) or "unknown error"
+        detail = cause.response.get("Error", {}).get("Message", "")
+        status = http_status(cause)
+        text = f"{action} {uri} failed: S3 returned {code}"
+        if status:
+            text += f" (HTTP {status})"
+        if detail:
+            text += f": {detail}"
+        return StoreError(_scrub(text))
+    return StoreError(_scrub(f"{action} {uri} failed: {type(cause).__name__}: {cause}"))
+
+
+def boto_errors() -> tuple[type[Exception], ...]:
+    """Everything boto3 raises for a failed request, for one ``except boto_errors():`` clause.
+
+    This module is only loaded once a store or a spec uses S3 (see storage.factory), so
+    importing boto3 here costs nothing to LocalStore-only users.
+    """
+    return (
+        botocore.exceptions.ClientError,
+        botocore.exceptions.BotoCoreError,
+        boto3.exceptions.Boto3Error,  # S3UploadFailedError from upload_file
+        s3transfer.exceptions.RetriesExceededError,  # download_fileobj's body retries ran out
+    )
+
+
+# Raised while reading a response body, after botocore's own retry loop has already returned.
+STREAM_ERRORS = (
+    botocore.exceptions.ResponseStreamingError,
+    botocore.exceptions.IncompleteReadError,
+    botocore.exceptions.ReadTimeoutError,
+)

@@ -1,0 +1,164 @@
+"""ResultCollector: turns leaf outcomes into Arrow tables and combines children's tables.
+
+Everything is column-wise Arrow: a node never holds its leaves' outputs as Python objects any
+longer than it takes to build one column, and combining children is a streaming merge of their
+Parquet files (scythe_oo.tree.gather), so no node holds its whole subtree's results.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import attrs
+import pyarrow as pa
+
+from scythe_oo.definition.schema import ExperimentSchema, scalar_columns
+from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.runfolder.specs import index_names
+from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META, read_table
+from scythe_oo.tree.gather import merge_sorted
+
+if TYPE_CHECKING:
+    from scythe_oo.storage.base import ArtifactStore
+
+FAILURE_COLUMNS: dict[str, pa.DataType] = {
+    "error_type": pa.string(),
+    "error_message": pa.string(),
+    "traceback": pa.string(),
+    "attempts": pa.int64(),
+    "worker": pa.string(),
+    "wall_time": pa.float64(),
+}
+
+DATAFRAME_PREFIX = "df."
+
+
+@attrs.frozen
+class NodeTables:
+    """The tables of one node: scalars, result_file_refs, failures and ``df.<name>``."""
+
+    tables: dict[str, pa.Table]
+
+    @property
+    def succeeded(self) -> int:
+        return int(self.tables["scalars"].num_rows)
+
+    @property
+    def failed(self) -> int:
+        return int(self.tables["failures"].num_rows)
+
+
+@attrs.frozen(kw_only=True)
+class ResultCollector:
+    """How leaf outcomes become tables, and children's tables their parent's.
+
+    A strategy: subclass it (as a frozen attrs class) and override ``leaf_table`` to change
+    the tables each base node builds from its leaves (add a derived column, say),
+    ``from_leaves`` to build them differently, or ``combine`` to change how children's tables
+    are merged. It travels by value to every node, on every engine, so a subclass must live in
+    a module that workers can import.
+    """
+
+    merge_rows: int = attrs.field(
+        default=65_536, validator=[attrs.validators.instance_of(int), attrs.validators.ge(1)]
+    )
+    """Rows a node holds while merging its children's tables; bounds its gather memory."""
+
+    def from_leaves(
+        self,
+        schema: ExperimentSchema,
+        specs: pa.Table,
+        outcomes: Sequence[LeafOutcome],
+        store: ArtifactStore,
+    ) -> NodeTables:
+        """Tables for the leaves of one base-case node; ``specs`` holds their index columns."""
+        index = specs.select(index_names(specs))
+        position = {s: i for i, s in enumerate(index.column("sort_index").to_pylist())}
+        by_index = operator.attrgetter("sort_index")
+        good = sorted([o for o in outcomes if o.ok], key=by_index)
+        bad = sorted([o for o in outcomes if not o.ok], key=by_index)
+        good_index = index.take(pa.array([position[o.sort_index] for o in good], type=pa.int64()))
+        bad_index = index.take(pa.array([position[o.sort_index] for o in bad], type=pa.int64()))
+
+        scalars = _with_columns(
+            good_index, scalar_columns(schema.scalar_outputs, [o.scalars for o in good])
+        )
+        refs = _with_columns(
+            good_index, scalar_columns(schema.file_outputs, [o.file_refs for o in good])
+        )
+        failures = _with_columns(
+            bad_index,
+            {
+                name: pa.array([getattr(o, name) for o in bad], type=kind)
+                for name, kind in FAILURE_COLUMNS.items()
+            },
+        )
+        tables = {"scalars": scalars, "result_file_refs": refs, "failures": failures}
+        names = sorted({name for o in good if o.dataframes for name in o.dataframes})
+        for name in names:
+            parts = []
+            for row, outcome in enumerate(good):
+                key = outcome.dataframes.get(name)
+                if key is None:
+                    continue
+                frame = read_table(store, key)
+                parts.append(_prepend_index(good_index.slice(row, 1), frame))
+            tables[DATAFRAME_PREFIX + name] = concat(parts)
+        return NodeTables({name: self.leaf_table(name, table) for name, table in tables.items()})
+
+    def leaf_table(self, name: str, table: pa.Table) -> pa.Table:
+        """Called for each table a base node builds from its leaves, before it is stored.
+
+        ``name`` is ``scalars``, ``result_file_refs``, ``failures`` or ``df.<user table>``;
+        the table holds the spec index columns, then the outputs. Return it unchanged (the
+        default), or with columns added or changed: every node of a run must agree on the
+        columns of a table. Rows must stay as they are, one per spec.
+        """
+        return table
+
+    def combine(
+        self,
+        store: ArtifactStore,
+        sources: Mapping[str, Sequence[str]],
+        destinations: Mapping[str, str],
+    ) -> None:
+        """Merge each table name's children (by key) into its destination, in sort_index order.
+
+        Streamed: at most ``merge_rows`` rows of a table are in memory at once.
+        """
+        for name, keys in sources.items():
+            merge_sorted(store, keys, destinations[name], budget_rows=self.merge_rows)
+
+
+def _with_columns(index: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
+    table = index
+    for name, column in columns.items():
+        table = table.append_column(name, column)
+    return table
+
+
+def _prepend_index(index_row: pa.Table, frame: pa.Table) -> pa.Table:
+    """A user table with the spec's index levels as its first columns."""
+    own_index = (frame.schema.metadata or {}).get(DATAFRAME_INDEX_META, b"").decode()
+    clash = set(index_row.column_names) & set(frame.column_names)
+    if clash:
+        raise ValueError(
+            f"user dataframe columns {sorted(clash)} clash with the spec index levels; rename them"
+        )
+    repeated = index_row.take(pa.array([0] * frame.num_rows, type=pa.int64()))
+    table = repeated
+    for name in frame.column_names:
+        table = table.append_column(name, frame.column(name))
+    levels = [*index_row.column_names, *(n for n in own_index.split(",") if n)]
+    return table.replace_schema_metadata({DATAFRAME_INDEX_META: ",".join(levels).encode()})
+
+
+def concat(parts: Sequence[pa.Table]) -> pa.Table:
+    """Concatenate tables whose types may differ slightly (int vs float, null vs typed)."""
+    if len(parts) == 1:
+        return parts[0]
+    metadata = next((p.schema.metadata for p in parts if p.schema.metadata), None)
+    table = pa.concat_tables(parts, promote_options="permissive")
+    return table.replace_schema_metadata(metadata) if metadata else table

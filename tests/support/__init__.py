@@ -1,0 +1,1 @@
+"""Test support: fixtures (real S3 and Hatchet servers, an isolated registry) and helpers."""
