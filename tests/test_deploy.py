@@ -151,7 +151,10 @@ def test_sst_config_limits_the_task_role_and_repeats_the_healthcheck() -> None:
 def compose_config(*files: str, env_file: Path) -> subprocess.CompletedProcess[str]:
     binary = tool("docker-compose", "docker-compose")
     flags = [arg for name in files for arg in ("-f", name)]
-    return run([binary, "--env-file", str(env_file), *flags, "config"], cwd=COMPOSE)
+    # Only the env file: compose lets the shell's variables override it, and this process may
+    # well have HATCHET_CLIENT_* of its own.
+    clean = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(Path.home())}
+    return run([binary, "--env-file", str(env_file), *flags, "config"], cwd=COMPOSE, env=clean)
 
 
 def test_compose_files_are_valid_and_wired() -> None:
