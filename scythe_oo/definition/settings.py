@@ -14,6 +14,7 @@ import attrs
 from scythe_oo.definition.timeouts import Timeouts, parse_duration
 
 DEFAULT_LOCAL_ROOT = Path("scythe-data")
+DEFAULT_CACHE_DIR = "~/.cache/scythe-oo/files"
 
 
 def _env_duration(name: str, default: str) -> dt.timedelta:
@@ -42,6 +43,8 @@ class Settings:
     """SCYTHE_STORAGE_BUCKET_PREFIX (default "scythe"): key prefix inside the bucket."""
     local_root: Path
     """SCYTHE_LOCAL_ROOT (default ./scythe-data): the LocalStore root when no bucket is set."""
+    cache_dir: Path
+    """SCYTHE_CACHE_DIR (default ~/.cache/scythe-oo/files): where fetched input files live."""
     timeout_scatter_gather_schedule: dt.timedelta
     timeout_scatter_gather_execution: dt.timedelta
     timeout_experiment_schedule: dt.timedelta
@@ -63,6 +66,7 @@ class Settings:
             storage_bucket=os.environ.get("SCYTHE_STORAGE_BUCKET") or None,
             storage_bucket_prefix=os.environ.get("SCYTHE_STORAGE_BUCKET_PREFIX", "scythe"),
             local_root=Path(os.environ.get("SCYTHE_LOCAL_ROOT", str(DEFAULT_LOCAL_ROOT))),
+            cache_dir=Path(os.environ.get("SCYTHE_CACHE_DIR") or DEFAULT_CACHE_DIR).expanduser(),
             timeout_scatter_gather_schedule=_env_duration(
                 "SCYTHE_TIMEOUT_SCATTER_GATHER_SCHEDULE", "100m"
             ),

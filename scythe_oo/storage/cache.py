@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import attrs
 
 from scythe_oo.definition.errors import ArtifactNotFoundError, StoreError
+from scythe_oo.definition.settings import Settings
 from scythe_oo.storage import atomic
 
 __all__ = ["FileCache"]
@@ -47,8 +48,7 @@ _UNVERSIONED = "unversioned"
 
 
 def _default_root() -> Path:
-    env = os.environ.get("SCYTHE_CACHE_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "scythe-oo" / "files"
+    return Settings.from_env().cache_dir
 
 
 def _to_path(value: str | os.PathLike[str]) -> Path:
