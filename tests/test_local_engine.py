@@ -134,7 +134,8 @@ def test_full_run_tables(
     engine = LocalEngine(max_workers=2, split_above=split_above)
     run = Sweep.allocate(specs, store=store, engine=engine).wait(timeout=90)
     nodes = {p.name for p in (store.root / run.layout.node_output_prefix("root")).iterdir()}
-    gathered = {"0", "1", "2", "scalars.pq", "result_file_refs.pq", "failures.pq", "df.curve.pq"}
+    tables = {"scalars", "result_file_refs", "failures", "leaf_stats", "df.curve"}
+    gathered = {"0", "1", "2", *(f"{name}.pq" for name in tables)}
     assert nodes == {"_node.json", *(gathered if split_above == 0 else ())}
 
     assert run.status == "completed_with_failures"
@@ -182,7 +183,13 @@ def test_full_run_tables(
     manifest = yaml.safe_load((store.root / run.layout.manifest).read_text())
     assert manifest["status"] == "completed_with_failures"
     assert manifest["counts"] == {"succeeded": 18, "failed": 2, "total": 20}
-    assert sorted(run.results.list()) == ["curve", "failures", "result_file_refs", "scalars"]
+    assert sorted(run.results.list()) == [
+        "curve",
+        "failures",
+        "leaf_stats",
+        "result_file_refs",
+        "scalars",
+    ]
 
 
 def test_hooks_workdir_and_teardown(store: LocalStore, probes: Path, data_file: Path) -> None:
@@ -267,7 +274,13 @@ def test_run_folder_files(store: LocalStore, probes: Path, data_file: Path) -> N
         "scalars.pq",
         "failures.pq",
         "result_file_refs.pq",
+        "leaf_stats.pq",
     }
+    stats = run.results.dataframe("leaf_stats")
+    assert stats.index.get_level_values("sort_index").tolist() == [0, 1, 2, 3]
+    assert (stats["wall_time"] > 0).all() and (stats["peak_rss_mib"] > 0).all()
+    assert stats["ok"].all() and (stats["attempts"] == 1).all()
+    assert str(stats["finished_at"].dtype) == "datetime64[us, UTC]"
     assert not list(root.rglob("*.tmp"))
 
 

@@ -283,6 +283,8 @@ def every_field_set() -> LeafOutcome:
         attempts=3,
         worker="local-host-123",
         wall_time=0.125,
+        peak_rss_mib=97.5,
+        finished_at=1_790_000_000.25,
     )
 
 

@@ -33,7 +33,9 @@ from scythe_oo.definition.spec import (
 INDEX_PREFIX = ("experiment_id", "sort_index", "root_workflow_run_id")
 """The first index levels of every results table, in order."""
 
-RESERVED_TABLE_NAMES = frozenset({"scalars", "result_file_refs", "failures", "specs"})
+RESERVED_TABLE_NAMES = frozenset(
+    {"scalars", "result_file_refs", "failures", "specs", "leaf_stats", "output"}
+)
 """Names a user dataframe may not take, because final/ already uses them."""
 
 

@@ -26,6 +26,7 @@ from scythe_oo.definition.schema import RESERVED_TABLE_NAMES, row_values
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.leaf.deadline import Deadline, disarm
 from scythe_oo.leaf.host import leaf_host
+from scythe_oo.leaf.memory import peak_rss_mib, reset_peak
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.runfolder.layout import RunLayout, leaf_id
 from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META
@@ -106,6 +107,7 @@ def execute_leaf(
             attempts=attempt,
             worker=worker_name,
             wall_time=time.perf_counter() - started,
+            finished_at=time.time(),
         )
     except Exception as exc:
         return LeafOutcome.failure(
@@ -135,6 +137,7 @@ def run_specs(
     """Run specs one after another, trying each failed leaf again up to ``retries`` times with
     a short backoff; every spec yields exactly one outcome."""
     outcomes = []
+    reset_peak()
     try:
         for spec in specs:  # the collector stays on: user code may well create cycles
             attempt = first_attempt
@@ -157,6 +160,9 @@ def run_specs(
             outcomes.append(outcome)
     finally:
         disarm()
+    peak = peak_rss_mib()
+    for outcome in outcomes:
+        outcome.peak_rss_mib = peak
     return outcomes
 
 

@@ -7,6 +7,7 @@ A failed leaf reports the error instead of results, so it can become a row of fa
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -36,6 +37,10 @@ class LeafOutcome:
     attempts: int = 1
     worker: str = ""
     wall_time: float = 0.0
+    peak_rss_mib: float = 0.0
+    """Peak resident memory of the worker process while the leaf's batch ran."""
+    finished_at: float = 0.0
+    """When the leaf ended, in seconds since the epoch."""
 
     @classmethod
     def failure(
@@ -60,6 +65,7 @@ class LeafOutcome:
             attempts=attempts,
             worker=worker,
             wall_time=wall_time,
+            finished_at=time.time(),
         )
 
     def __reduce__(self) -> tuple[type[LeafOutcome], tuple[Any, ...]]:
@@ -79,6 +85,8 @@ class LeafOutcome:
             self.attempts,
             self.worker,
             self.wall_time,
+            self.peak_rss_mib,
+            self.finished_at,
         )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pyarrow as pa
@@ -31,6 +31,17 @@ FAILURE_COLUMNS: dict[str, pa.DataType] = {
     "worker": pa.string(),
     "wall_time": pa.float64(),
 }
+
+LEAF_STATS_COLUMNS: dict[str, pa.DataType] = {
+    "ok": pa.bool_(),
+    "wall_time": pa.float64(),
+    "peak_rss_mib": pa.float64(),
+    "attempts": pa.int64(),
+    "worker": pa.string(),
+    "finished_at": pa.timestamp("us", tz="UTC"),
+}
+"""Columns of leaf_stats: how long each leaf took, how much memory its process peaked at, and
+when it ended (for throughput over time); one row per spec, failed or not."""
 
 DATAFRAME_PREFIX = "df."
 
@@ -95,7 +106,23 @@ class ResultCollector:
                 for name, kind in FAILURE_COLUMNS.items()
             },
         )
-        tables = {"scalars": scalars, "result_file_refs": refs, "failures": failures}
+        everyone = sorted(outcomes, key=by_index)
+        stats = _with_columns(
+            index.take(pa.array([position[o.sort_index] for o in everyone], type=pa.int64())),
+            {
+                name: pa.array(
+                    [_stat(o, name) for o in everyone],
+                    type=kind,
+                )
+                for name, kind in LEAF_STATS_COLUMNS.items()
+            },
+        )
+        tables = {
+            "scalars": scalars,
+            "result_file_refs": refs,
+            "failures": failures,
+            "leaf_stats": stats,
+        }
         names = sorted({name for o in good if o.dataframes for name in o.dataframes})
         for name in names:
             parts = []
@@ -130,6 +157,12 @@ class ResultCollector:
         """
         for name, keys in sources.items():
             merge_sorted(store, keys, destinations[name], budget_rows=self.merge_rows)
+
+
+def _stat(outcome: LeafOutcome, name: str) -> Any:
+    if name == "finished_at":  # seconds since the epoch -> microseconds
+        return int(outcome.finished_at * 1_000_000) if outcome.finished_at else None
+    return getattr(outcome, name)
 
 
 def _with_columns(index: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
