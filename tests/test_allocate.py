@@ -6,14 +6,19 @@ under tmp_path, so this file runs in a few seconds.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import math
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import Field, computed_field
 
 from scythe_oo import (
@@ -25,6 +30,7 @@ from scythe_oo import (
     LocalEngine,
     LocalStore,
     OptionalFileReference,
+    SemVer,
     SpecValidationError,
 )
 from scythe_oo.runfolder import specs as specs_format
@@ -148,7 +154,7 @@ def test_zero_specs_is_a_clear_error(store: LocalStore, empty: Any) -> None:
 
 @pytest.mark.parametrize("not_specs", ["r=1", 42, None])
 def test_non_sequence_is_rejected(store: LocalStore, not_specs: Any) -> None:
-    with pytest.raises(SpecValidationError, match="expects a AllocInput or a sequence"):
+    with pytest.raises(SpecValidationError, match="expects a AllocInput, a sequence or generator"):
         TallocCircle.allocate(not_specs, store=store)
     assert _written(store) == []
 
@@ -393,3 +399,211 @@ def test_specs_written_in_chunks_equal_one_table(
     assert str(table["scaled"].dtype) == "float64"
     scalars = run.results.scalars()
     assert scalars["area"].tolist() == [float(k * k) for k in range(10)]
+
+
+# --------------------------------------------------------------------------------------------
+# Every input is checked before anything is written (issue 12, part 2), and specs come from
+# lists, generators, tables and files (issue 15, part 3)
+# --------------------------------------------------------------------------------------------
+
+
+class ValueInput(ExperimentInputSpec):
+    x: float
+    n: int
+    text: str
+    mode: Literal[1, "auto"] = "auto"
+
+
+class ValueOutput(ExperimentOutputSpec):
+    ok: bool
+
+
+class Values(Experiment[ValueInput, ValueOutput]):
+    """Stores whatever it is given; the run itself has nothing to do."""
+
+    name = "talloc_values"
+    min_batch_seconds = 0.0
+
+    def run(self, spec: ValueInput, ctx: LeafContext) -> ValueOutput:
+        return ValueOutput(ok=True)
+
+
+INT64 = 2**63
+spec_values = st.fixed_dictionaries(
+    {
+        "x": st.floats(allow_nan=True, allow_infinity=True),
+        "n": st.one_of(st.integers(-(2**70), 2**70), st.integers(-1000, 1000)),
+        "text": st.text(
+            alphabet=st.characters(codec=None, exclude_categories=("Cc",)), max_size=12
+        ),
+        "mode": st.sampled_from([1, "auto"]),
+    }
+)
+
+
+def unstorable(values: dict[str, Any]) -> str | None:
+    """The field a value of which cannot be stored, or None."""
+    if not -INT64 <= values["n"] < INT64:
+        return "n"
+    try:
+        values["text"].encode("utf-8")
+    except UnicodeEncodeError:
+        return "text"
+    return None
+
+
+def equal(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a):
+        return math.isnan(b)
+    return bool(a == b)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(spec_values, min_size=1, max_size=6))
+def test_specs_are_stored_exactly_or_refused_before_anything_is_written(
+    rows: list[dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    store = LocalStore(tmp_path_factory.mktemp("store"))
+    specs = [ValueInput(**row) for row in rows]
+    bad = [(i, field) for i, row in enumerate(rows) if (field := unstorable(row))]
+    if bad:
+        with pytest.raises(SpecValidationError) as info:
+            Values.allocate(specs, store=store)
+        message = str(info.value)
+        for position, field in bad[:5]:
+            assert f"spec #{position}: field {field!r}" in message
+        assert list(store.list_keys("")) == []  # not even a run folder
+        return
+    run = Values.allocate(specs, store=store, engine=LocalEngine(max_workers=1)).wait(timeout=60)
+    assert run.status == "completed"
+    table = pd.read_parquet(store.root / run.layout.specs)
+    for i, row in enumerate(rows):
+        stored = ValueInput.model_validate_json(table["__spec__"].iloc[i])
+        for field, value in row.items():
+            assert equal(getattr(stored, field), value), (i, field)
+        assert equal(table["x"].iloc[i], row["x"]) and table["n"].iloc[i] == row["n"]
+        assert table["mode"].iloc[i] == str(row["mode"])  # a mixed Literal is text in the index
+
+
+class FeatureInput(ExperimentInputSpec):
+    k: int
+
+    @property
+    def computed_features(self) -> dict[str, Any]:
+        return {"kind": self.k if self.k % 2 else f"even-{self.k}"}
+
+
+class Features(Experiment[FeatureInput, ValueOutput]):
+    name = "talloc_features"
+
+    def run(self, spec: FeatureInput, ctx: LeafContext) -> ValueOutput:
+        return ValueOutput(ok=True)
+
+
+@pytest.mark.parametrize("chunk_rows", [3, 50_000])
+def test_a_computed_feature_of_two_types_is_refused_naming_it(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
+) -> None:
+    monkeypatch.setattr(specs_format, "SPECS_CHUNK_ROWS", chunk_rows)
+    with pytest.raises(SpecValidationError, match="'kind'") as info:
+        Features.allocate([FeatureInput(k=k) for k in range(8)], store=store)
+    assert "int" in str(info.value) and "str" in str(info.value).replace("string", "str")
+    assert list(store.list_keys("")) == []
+
+
+@pytest.mark.parametrize(
+    "version", ["v1.2", "v-1.0.0", "../../escape", "v1.0.0/../x", "v" + "9" * 12 + ".0.0"]
+)
+def test_an_unusable_version_is_refused_before_anything_is_written(
+    store: LocalStore, version: str
+) -> None:
+    with pytest.raises(ValueError, match="version"):
+        TallocCircle.allocate([AllocInput(r=1)], store=store, version=version)
+    assert list(store.list_keys("")) == []
+
+
+def test_semver_parts_are_checked() -> None:
+    with pytest.raises(ValueError, match="from 0 to"):
+        SemVer(-1, 0, 0)
+    with pytest.raises(ValueError, match="from 0 to"):
+        SemVer(1, True, 0)  # type: ignore[arg-type]
+    assert str(SemVer.parse(" v1.2.3 ")) == "v1.2.3"
+
+
+def test_a_file_uri_input_is_checked_and_uploaded_like_a_path(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    data = tmp_path / "w.csv"
+    data.write_text("t,c\n0,1\n")
+    missing = (tmp_path / "gone.csv").as_uri()
+    with pytest.raises(SpecValidationError, match=r"gone\.csv does not exist"):
+        TallocCircle.allocate([AllocInput(r=1, weather=missing)], store=store)  # type: ignore[arg-type]
+    assert list(store.list_keys("")) == []
+
+    run = TallocCircle.allocate(
+        [AllocInput(r=1, weather=data.as_uri())],  # type: ignore[arg-type]
+        store=store,
+        engine=LocalEngine(max_workers=1),
+    ).wait(timeout=60)
+    (uri,) = pd.read_parquet(store.root / run.layout.specs)["weather"]
+    assert uri == store.uri(run.layout.artifact("weather", "w.csv"))
+
+
+def test_the_recorded_hash_is_that_of_the_uploaded_bytes(store: LocalStore, tmp_path: Path) -> None:
+    """The file changes after its spec was checked (the generator rewrites it once the first
+    chunk is read): the run keeps the bytes that were checked, under their own hash."""
+    data = tmp_path / "w.csv"
+    data.write_text("first version\n")
+
+    def specs() -> Iterator[AllocInput]:
+        yield AllocInput(r=1, weather=data)
+        for i in range(5000):
+            if i == 4500:  # the first chunk (4096 specs) has been checked by now
+                data.write_text("second version, written during allocate\n")
+            yield AllocInput(r=2)
+
+    run = TallocCircle.allocate(specs(), store=store, engine=LocalEngine(max_workers=2))
+    run.wait(timeout=120)
+    artifacts = yaml.safe_load((store.root / run.layout.input_artifacts).read_text())
+    (entry,) = artifacts["files"]["weather"]
+    stored = (store.root / run.layout.artifact("weather", "w.csv")).read_bytes()
+    assert stored == b"first version\n"
+    assert entry["sha256"] == hashlib.sha256(stored).hexdigest()
+
+
+def test_specs_from_a_generator_a_frame_and_files_give_the_same_table(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    rows = [{"r": r / 2, "label": f"l{r}"} for r in range(7)]
+    frame = pd.DataFrame(rows)
+    frame.to_parquet(tmp_path / "specs.pq")
+    frame.to_csv(tmp_path / "specs.csv", index=False)
+    frame.to_json(tmp_path / "specs.jsonl", orient="records", lines=True)
+    sources: list[Any] = [
+        (AllocInput(**row) for row in rows),
+        frame,
+        [frame.iloc[:3], frame.iloc[3:]],  # chunks, as the sampler yields them
+        tmp_path / "specs.pq",
+        str(tmp_path / "specs.csv"),
+        tmp_path / "specs.jsonl",
+    ]
+    tables = []
+    for source in sources:
+        run = TallocCircle.allocate(source, store=store, engine=LocalEngine(max_workers=1))
+        scalars = run.wait(timeout=60).results.scalars()
+        tables.append(scalars.reset_index(["experiment_id", "root_workflow_run_id"], drop=True))
+    for table in tables[1:]:
+        pd.testing.assert_frame_equal(table, tables[0])
+
+
+def test_a_bad_row_of_a_frame_is_named(store: LocalStore) -> None:
+    frame = pd.DataFrame({"r": [1.0, 2.0, 99.0, 3.0], "label": ["a", "b", "c", None]})
+    with pytest.raises(SpecValidationError) as info:
+        TallocCircle.allocate(frame, store=store)
+    message = str(info.value)
+    assert "spec #2: field 'r'" in message and "spec #3: field 'label'" in message
+    assert list(store.list_keys("")) == []

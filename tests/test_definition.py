@@ -4,15 +4,29 @@ runs, naming the class, the attribute and the fix."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import json
+import types
+from collections.abc import Iterator
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Generic, Literal, Optional, TypeVar
 
 import attrs
 import pytest
-from pydantic import AnyUrl, BaseModel, Field, FileUrl, HttpUrl, TypeAdapter, ValidationError
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from pydantic import (
+    AnyUrl,
+    BaseModel,
+    Field,
+    FileUrl,
+    HttpUrl,
+    TypeAdapter,
+    ValidationError,
+    computed_field,
+)
 
 from scythe_oo import (
     REGISTRY,
@@ -889,3 +903,164 @@ def test_overflowing_duration_names_the_variable(clean_env: pytest.MonkeyPatch) 
     clean_env.setenv("SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION", "99999999999d")
     with pytest.raises(ValueError, match="SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION"):
         Settings.from_env()
+
+
+# --------------------------------------------------------------------------------------------
+# Mistakes caught at definition time (issue 12, part 7) and names that would clash (part 1)
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attribute", "meant"),
+    [
+        ("retry", "retries"),
+        ("timeout", "timeouts"),
+        ("desired_worker_labels", "worker_labels"),
+        ("worker_label", "worker_labels"),
+        ("version", "version_policy"),
+        ("recursion_map", "recursion"),
+        ("min_batch_second", "min_batch_seconds"),
+    ],
+)
+def test_a_misspelled_setting_is_refused_with_a_suggestion(attribute: str, meant: str) -> None:
+    with pytest.raises(ExperimentDefinitionError, match=f"did you mean `{meant}`") as info:
+        define("Misspelled", Geometry, Energy, {attribute: 3})
+    assert f"`{attribute}` is not a setting" in str(info.value)
+    assert "misspelled" not in REGISTRY
+
+
+def test_attributes_that_are_not_near_a_setting_are_fine() -> None:
+    class Helpers(Experiment[Geometry, Energy]):
+        weather_cache_size = 3
+        reference_area = 12.5
+
+        def run(self, spec: Geometry, ctx: LeafContext) -> Energy:
+            return Energy(heating=self.reference_area)
+
+    assert REGISTRY.get("helpers") is Helpers
+
+
+def test_an_experiment_without_type_parameters_is_refused() -> None:
+    with pytest.raises(ExperimentDefinitionError, match=r"Experiment\[MyInput, MyOutput\]"):
+
+        class Untyped(Experiment):  # type: ignore[type-arg]
+            def run(self, spec: Any, ctx: LeafContext) -> Any:
+                return None
+
+    assert "untyped" not in REGISTRY
+
+
+@pytest.mark.parametrize(
+    ("hook", "source"),
+    [
+        ("setup", "def setup(self, ctx): ..."),
+        ("teardown", "def teardown(self, reason): ..."),
+        ("fetch_inputs", "def fetch_inputs(self, spec): ..."),
+        ("fetch_inputs", "def fetch_inputs(self, spec, ctx, extra): ..."),
+        ("publish_outputs", "def publish_outputs(self, output, ctx, *, where): ..."),
+    ],
+)
+def test_hooks_with_the_wrong_signature_are_refused(hook: str, source: str) -> None:
+    namespace: dict[str, Any] = {}
+    exec(source, namespace)
+    with pytest.raises(ExperimentDefinitionError, match=f"{hook}.* has the wrong signature"):
+        define("BadHook", Geometry, Energy, {hook: namespace[hook]})
+
+
+def test_hooks_with_optional_extras_are_fine() -> None:
+    class Optional_(Experiment[Geometry, Energy]):
+        name = "optional_hooks"
+
+        def setup(self, verbose: bool = False) -> None: ...
+
+        def fetch_inputs(self, spec: Geometry, ctx: LeafContext, lazy: bool = True) -> Geometry:
+            return spec
+
+        def run(self, spec: Geometry, ctx: LeafContext) -> Energy:
+            return Energy(heating=1.0)
+
+    assert REGISTRY.get("optional_hooks") is Optional_
+
+
+def define(
+    name: str, input_type: type, output_type: type, body: dict[str, Any] | None = None
+) -> Any:
+    """``class <name>(Experiment[input_type, output_type])`` with ``body``, built at run time."""
+
+    def fill(namespace: dict[str, Any]) -> None:
+        namespace["run"] = lambda self, spec, ctx: None
+        namespace["__module__"] = __name__
+        namespace.update(body or {})
+
+    return types.new_class(name, (Experiment[input_type, output_type],), exec_body=fill)  # type: ignore[valid-type]
+
+
+@contextlib.contextmanager
+def REGISTRY_SNAPSHOT() -> Iterator[None]:
+    """Hypothesis reruns a test body many times inside one test: forget each run's classes."""
+    saved = dict(REGISTRY._by_name)
+    try:
+        yield
+    finally:
+        REGISTRY._by_name.clear()
+        REGISTRY._by_name.update(saved)
+
+
+BOOKKEEPING_NAMES = (
+    "experiment_id",
+    "sort_index",
+    "root_workflow_run_id",
+    "error_type",
+    "error_message",
+    "traceback",
+    "attempts",
+    "worker",
+    "wall_time",
+    "ok",
+    "peak_rss_mib",
+    "finished_at",
+)
+NAMES = st.sampled_from(["area", "depth", "mode", "heating", *BOOKKEEPING_NAMES[3:]])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    inputs=st.lists(NAMES, max_size=3, unique=True),
+    computed=st.lists(NAMES, max_size=2, unique=True),
+    outputs=st.lists(NAMES, min_size=1, max_size=3, unique=True),
+)
+def test_names_that_would_clash_are_refused_naming_both_sides(
+    inputs: list[str], computed: list[str], outputs: list[str]
+) -> None:
+    """A class is accepted exactly when every column of every table has one meaning."""
+    assume(not set(inputs) & set(computed))  # pydantic itself refuses that one
+    namespace: dict[str, Any] = {"__annotations__": {n: float for n in inputs}}
+    for name in computed:
+        namespace[name] = computed_field(property(lambda self: 1.0), return_type=float)  # type: ignore[prop-decorator]
+    input_type = type("GenInput", (ExperimentInputSpec,), namespace)
+    output_type = type(
+        "GenOutput", (ExperimentOutputSpec,), {"__annotations__": dict.fromkeys(outputs, float)}
+    )
+    levels = [*inputs, *computed]
+    added = set(BOOKKEEPING_NAMES[3:])
+    clash = (
+        len(set(levels)) < len(levels)
+        or bool(set(levels) & added)
+        or bool(set(outputs) & set(levels))
+    )
+    with REGISTRY_SNAPSHOT():
+        if clash:
+            with pytest.raises(ExperimentDefinitionError, match="clashes with") as info:
+                define("Generated", input_type, output_type)
+            message = str(info.value)
+            assert message.count("'") >= 2 and "rename" in message
+        else:
+            cls = define("Generated", input_type, output_type)
+            assert cls.schema.index_columns(computed)[3:] == levels
+
+
+@pytest.mark.parametrize("reserved", ["experiment_id", "sort_index", "root_workflow_run_id"])
+def test_outputs_may_not_reuse_index_names(reserved: str) -> None:
+    output_type = type("Out", (ExperimentOutputSpec,), {"__annotations__": {reserved: float}})
+    with pytest.raises(ExperimentDefinitionError, match="an index level of every results table"):
+        define("Reuses", Geometry, output_type)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import threading
 import time
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from pydantic import Field
 
@@ -23,6 +27,7 @@ from scythe_oo import (
     LocalEngine,
     LocalStore,
     S3Store,
+    SpecValidationError,
     UnknownExperimentError,
 )
 from tests.support.invariants import account_for_everything
@@ -160,3 +165,88 @@ def test_store_outage_mid_run_is_ridden_out(
     finally:
         thread.join()
         proxy.stop()
+
+
+class SecretInput(ExperimentInputSpec):
+    weather: FileReference | None = None
+    echo: str = ""
+
+
+class SecretOutput(ExperimentOutputSpec):
+    value: float
+
+
+class LeaksSecrets(Experiment[SecretInput, SecretOutput]):
+    """Its input lives in S3 behind an endpoint that does not answer; a spec can also make
+    run() print a secret into its error message."""
+
+    name = "safety_leaks_secrets"
+
+    def run(self, spec: SecretInput, ctx: LeafContext) -> SecretOutput:
+        if spec.echo:
+            raise RuntimeError(f"the simulation printed {os.environ[spec.echo]} in its error")
+        raise AssertionError("the input cannot be fetched, so run is never reached")
+
+
+def every_string_in(path: Path) -> bytes:
+    """The file's bytes, and for Parquet every value decoded too: compressed columns would
+    hide a secret from a plain byte search."""
+    blob = path.read_bytes()
+    if path.suffix == ".pq":
+        table = pd.read_parquet(path).reset_index()
+        blob += table.to_csv().encode()
+        blob += json.dumps(
+            {
+                k.decode(errors="replace"): v.decode(errors="replace")
+                for k, v in (pq.read_schema(path).metadata or {}).items()
+            }
+        ).encode()
+    return blob
+
+
+def test_credentials_in_urls_and_settings_never_reach_any_artifact(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12, part 5: the endpoint's password, the AWS key, secret and session token and the
+    Hatchet token are masked in every message the framework writes: failures.pq, the leaf
+    journal and the manifest, searched byte by byte (Parquet decoded)."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: every request fails with a connection error
+    secrets = {
+        "password": "hunter2-endpoint-pw",
+        "key": "AKIASENTINELKEY12345",
+        "secret": "sentinel-secret-77a2b9c4",
+        "session": "sentinel-session-token-5e1d",
+        "hatchet": "sentinel-hatchet-token-8c1f0e",
+    }
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://scythe:{secrets['password']}@127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", secrets["key"])
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secrets["secret"])
+    monkeypatch.setenv("AWS_SESSION_TOKEN", secrets["session"])
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("HATCHET_CLIENT_TOKEN", secrets["hatchet"])
+    monkeypatch.setenv("SCYTHE_JOURNAL_SECONDS", "0")  # journal every outcome
+    monkeypatch.setenv("SCYTHE_CACHE_DIR", str(tmp_path / "cache"))
+    store = LocalStore(root=tmp_path / "store")
+    url = f"https://scythe:{secrets['password']}@127.0.0.1:{port}/w.csv"
+    with pytest.raises(SpecValidationError, match="the URL carries a password"):
+        LeaksSecrets.allocate([SecretInput(weather=url)], store=store)  # type: ignore[arg-type]
+    specs = [
+        SecretInput(weather="s3://bucket/weather.csv"),  # type: ignore[arg-type]
+        SecretInput(echo="AWS_SECRET_ACCESS_KEY"),
+        SecretInput(echo="HATCHET_CLIENT_TOKEN"),
+    ]
+    run = LeaksSecrets.allocate(specs, store=store, engine=LocalEngine(max_workers=1))
+    run.wait(timeout=120)
+    failures = run.failures()
+    assert failures["error_type"].tolist() == ["StoreError", "RuntimeError", "RuntimeError"]
+    assert "scythe:***@" in failures["error_message"].iloc[0]  # the message still helps
+    assert "printed *** in its error" in failures["error_message"].iloc[1]
+    files = [p for p in (store.root / run.layout.root).rglob("*") if p.is_file()]
+    assert any("journal" in str(p) for p in files) and any(p.suffix == ".pq" for p in files)
+    for path in files:
+        blob = every_string_in(path)
+        for name, value in secrets.items():
+            assert value.encode() not in blob, f"the {name} leaked into {path}"

@@ -17,7 +17,14 @@ import pytest
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.tree.journal import LeafJournal
-from tests.support.counting import Counted, CountedInput, Crashy, executions, pool_workers
+from tests.support.counting import (
+    Counted,
+    CountedInput,
+    Crashy,
+    KilledFromOutside,
+    executions,
+    pool_workers,
+)
 from tests.support.invariants import account_for_everything
 
 pytestmark = pytest.mark.timeout(180)
@@ -151,8 +158,31 @@ def test_a_leaf_that_kills_its_worker_becomes_a_failure_row(tmp_path: Path) -> N
     failures = run.failures()
     assert failures.index.get_level_values("sort_index").tolist() == [5]
     assert failures["error_type"].tolist() == ["WorkerCrashed"]
-    assert failures["attempts"].tolist() == [3]  # retries=1, plus one for external kills
+    assert "SIGSEGV" in failures["error_message"].iloc[0]
+    # once beside others (not blamed), then alone: a try and its one retry
+    assert failures["attempts"].tolist() == [3]
     assert executions(counter)[5] == 3
+
+
+def test_a_worker_killed_from_outside_does_not_count_against_its_leaf(tmp_path: Path) -> None:
+    """SIGKILL from someone else is not the leaf's fault: the leaf runs again, past its
+    retries, and only after OUTSIDE_KILLS kills is it reported, as WorkerKilled."""
+    counter = tmp_path / "count"
+    counter.mkdir()
+    specs = [CountedInput(i=i, counter_dir=str(counter)) for i in range(8)]
+    run = KilledFromOutside.allocate(
+        specs,
+        store=LocalStore(root=tmp_path / "s"),
+        engine=LocalEngine(max_workers=2, split_above=0),
+    ).wait(timeout=120)
+    account_for_everything(run, 8)
+    failures = run.failures()
+    assert failures["error_type"].tolist() == ["WorkerKilled"]
+    assert (
+        "killed from outside 5 times (it was killed from outside (SIGKILL))"
+        in (failures["error_message"].iloc[0])
+    )
+    assert executions(counter)[5] == 6  # once beside others, then 5 times alone
 
 
 def test_specs_running_beside_a_crashing_one_are_not_blamed(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from scythe_oo import ArtifactStore, LocalStore, SemVer
 from scythe_oo.definition.errors import ArtifactNotFoundError
-from scythe_oo.leaf.outcome import OUTCOME, LeafOutcome
+from scythe_oo.leaf.outcome import OUTCOMES, LeafOutcome
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.runfolder.tables import open_parquet, read_table, write_table
 from scythe_oo.tree.gather import copy_parquet, merge_sorted
@@ -299,5 +299,5 @@ def test_pickle_round_trip_keeps_every_field() -> None:
 
 def test_journal_json_round_trip_keeps_every_field() -> None:
     outcome = every_field_set()
-    restored = OUTCOME.validate_json(OUTCOME.dump_json(outcome))
+    (restored,) = OUTCOMES.validate_json(OUTCOMES.dump_json([outcome]))
     assert restored == outcome

@@ -16,7 +16,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
-from scythe_oo.definition.checks import check_experiment_class, fail
+from scythe_oo.definition.checks import check_experiment_class, check_generic, fail
 from scythe_oo.definition.context import LeafContext
 from scythe_oo.definition.errors import ExperimentDefinitionError, OutputValidationError
 from scythe_oo.definition.labels import WorkerLabel
@@ -45,8 +45,11 @@ class ExperimentMeta(abc.ABCMeta):
             return cls
         generic = _resolve_generic_parameters(cls)
         cls.__scythe_generic__ = generic  # type: ignore[attr-defined]
-        if namespace.get("abstract", False) or any(isinstance(t, TypeVar) for t in generic):
+        if namespace.get("abstract", False):
             return cls
+        check_generic(cls, generic)
+        if any(isinstance(t, TypeVar) for t in generic):
+            return cls  # a generic intermediate base: its subclasses name the types
         for role, tp in zip(("input", "output"), generic, strict=True):
             if not isinstance(tp, type):
                 fail(

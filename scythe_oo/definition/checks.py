@@ -7,6 +7,7 @@ costs a million leaves.
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
 import typing
@@ -21,6 +22,39 @@ from scythe_oo.definition.timeouts import Timeouts
 
 VERSION_POLICIES = ("bumpmajor", "bumpminor", "bumppatch", "keep")
 """How ``allocate`` picks the next version of an experiment's run folders."""
+
+SETTINGS = (
+    "name",
+    "worker_labels",
+    "timeouts",
+    "retries",
+    "version_policy",
+    "recursion",
+    "min_batch_seconds",
+    "store",
+    "engine",
+    "collector",
+    "abstract",
+)
+"""Every class attribute that configures an experiment."""
+
+KNOWN_MISSPELLINGS = {
+    "desired_worker_labels": "worker_labels",  # the seed tool's name
+    "labels": "worker_labels",
+    "timeout": "timeouts",
+    "execution_timeout": "timeouts",
+    "schedule_timeout": "timeouts",
+    "retry": "retries",
+    "max_retries": "retries",
+    "recursion_map": "recursion",
+    "recursion_policy": "recursion",
+    "version": "version_policy",
+    "result_collector": "collector",
+}
+"""Names that look like a setting but are not one, and the setting meant."""
+
+HOOKS = {"run": 2, "fetch_inputs": 2, "publish_outputs": 2, "setup": 0, "teardown": 0}
+"""Each hook the framework calls, and how many arguments it passes besides ``self``."""
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -63,20 +97,63 @@ def check_experiment_class(
         )
     if cls.run is base.run:  # type: ignore[attr-defined]
         fail(cls, "override `def run(self, spec, ctx)`; it is the simulation itself.")
-    params = [
-        p
-        for p in inspect.signature(cls.run).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    required = [p for p in params if p.default is p.empty]
-    if len(params) < 3 or len(required) > 3:
+    for hook, given in HOOKS.items():
+        _check_hook(cls, hook, given, input_type.__name__, output_type.__name__)
+    _check_spelling(cls, namespace)
+    check_settings(cls)
+
+
+def check_generic(cls: Any, generic: tuple[Any, Any]) -> None:
+    """A concrete class must name its spec types: ``class X(Experiment)`` would be taken for
+    an abstract base and never registered, and allocate would fail much later."""
+    if any(isinstance(t, typing.TypeVar) for t in generic) and not cls.__parameters__:
         fail(
             cls,
-            f"run{inspect.signature(cls.run)} has the wrong signature; write "
-            f"`def run(self, spec: {input_type.__name__}, ctx: LeafContext) -> "
-            f"{output_type.__name__}`.",
+            "Experiment needs its input and output types: write "
+            f"`class {cls.__name__}(Experiment[MyInput, MyOutput])`, or set `abstract = True` "
+            "in the class body for a base class of other experiments.",
         )
-    check_settings(cls)
+
+
+_SIGNATURES = {
+    "run": "def run(self, spec: {input}, ctx: LeafContext) -> {output}",
+    "fetch_inputs": "def fetch_inputs(self, spec: {input}, ctx: LeafContext) -> {input}",
+    "publish_outputs": "def publish_outputs(self, output: {output}, ctx: LeafContext) -> {output}",
+    "setup": "def setup(self) -> None",
+    "teardown": "def teardown(self) -> None",
+}
+
+
+def _check_hook(cls: Any, hook: str, given: int, input_name: str, output_name: str) -> None:
+    """The framework calls ``hook`` with ``self`` and ``given`` positional arguments."""
+    method = getattr(cls, hook)
+    signature = inspect.signature(method)
+    params = list(signature.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    required = [p for p in positional if p.default is p.empty]
+    required_keywords = [p for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    fits = len(required) <= given + 1 <= len(positional) and not required_keywords
+    if not fits:
+        expected = _SIGNATURES[hook].format(input=input_name, output=output_name)
+        fail(cls, f"{hook}{signature} has the wrong signature; write `{expected}`.")
+
+
+def _check_spelling(cls: Any, namespace: dict[str, Any]) -> None:
+    """A misspelled setting would be silently ignored; close matches are refused."""
+    for attribute, value in namespace.items():
+        if attribute.startswith("_") or attribute in SETTINGS or callable(value):
+            continue
+        if isinstance(value, property | classmethod | staticmethod):
+            continue
+        meant = KNOWN_MISSPELLINGS.get(attribute.lower()) or next(
+            iter(difflib.get_close_matches(attribute.lower(), SETTINGS, n=1, cutoff=0.85)), None
+        )
+        if meant is not None:
+            fail(
+                cls,
+                f"`{attribute}` is not a setting; did you mean `{meant}`? (A misspelled "
+                "setting would be ignored. Rename your own attribute if it is not a setting.)",
+            )
 
 
 def check_settings(cls: Any) -> None:

@@ -33,6 +33,19 @@ from scythe_oo.definition.spec import (
 INDEX_PREFIX = ("experiment_id", "sort_index", "root_workflow_run_id")
 """The first index levels of every results table, in order."""
 
+FAILURE_COLUMN_NAMES = (
+    "error_type",
+    "error_message",
+    "traceback",
+    "attempts",
+    "worker",
+    "wall_time",
+)
+"""Columns failures.pq adds after the spec index of each failed leaf."""
+
+LEAF_STATS_COLUMN_NAMES = ("ok", "wall_time", "peak_rss_mib", "attempts", "worker", "finished_at")
+"""Columns leaf_stats.pq adds after the spec index of each leaf."""
+
 RESERVED_TABLE_NAMES = frozenset(
     {"scalars", "result_file_refs", "failures", "specs", "leaf_stats", "output"}
 )
@@ -174,13 +187,7 @@ class ExperimentSchema:
                     "FileReference fields; return lists of files as several fields or as a table "
                     "in `dataframes`."
                 )
-        index_names = set(INDEX_PREFIX) | {p.name for p in inputs}
-        clash = sorted(index_names & {p.name for p in outputs})
-        if clash:
-            raise ExperimentDefinitionError(
-                f"{output_type.__name__} reuses the index name(s) {clash} of "
-                f"{input_type.__name__}; rename the output field(s) so each column is unambiguous."
-            )
+        _check_names(input_type, output_type, inputs, outputs)
         return cls(input_type, output_type, inputs, outputs)
 
     # Read once per spec or per leaf on hot paths: derived once, not filtered on every access.
@@ -217,6 +224,44 @@ class ExperimentSchema:
         return schema
 
 
+def _check_names(
+    input_type: type[ExperimentInputSpec],
+    output_type: type[ExperimentOutputSpec],
+    inputs: Sequence[FieldPlan],
+    outputs: Sequence[FieldPlan],
+) -> None:
+    """Every column of every results table must have one meaning. Index levels (inputs and
+    computed features) appear in every table, so they must differ from each other and from
+    every column the framework adds; outputs must differ from the index levels. A clash is
+    reported when the class is defined, naming both sides."""
+    taken = {name: "an index level of every results table" for name in INDEX_PREFIX}
+    for name in FAILURE_COLUMN_NAMES:
+        taken[name] = "a column of failures.pq"
+    for name in LEAF_STATS_COLUMN_NAMES:
+        taken.setdefault(name, "a column of leaf_stats.pq")
+    levels = {name: taken[name] for name in INDEX_PREFIX}
+    for plan in inputs:
+        side = f"{input_type.__name__}.{plan.name} (an input field)"
+        _claim(taken, plan.name, side)
+        if plan.kind is not FieldKind.NOT_INDEXED:
+            levels[plan.name] = side
+    for name in input_type.model_computed_fields:
+        side = f"{input_type.__name__}.{name} (a computed feature)"
+        _claim(taken, name, side)
+        levels[name] = side
+    for plan in outputs:
+        _claim(levels, plan.name, f"{output_type.__name__}.{plan.name} (an output field)")
+
+
+def _claim(taken: dict[str, str], name: str, side: str) -> None:
+    if name in taken:
+        raise ExperimentDefinitionError(
+            f"{side} clashes with {taken[name]} of the same name {name!r}; rename "
+            f"{side.split(' ')[0]} so that every column has one meaning."
+        )
+    taken[name] = side
+
+
 def _annotation(info: Any) -> Any:
     """A field's annotation with its metadata (pydantic strips Annotated into .metadata)."""
     annotation = info.annotation
@@ -236,7 +281,9 @@ def index_value(plan: FieldPlan, value: Any) -> Any:
     if plan.kind is FieldKind.NOT_INDEXED:
         return json.dumps(value, default=str)
     if isinstance(value, enum.Enum):
-        return value.value
+        value = value.value
+    if plan.arrow_type == pa.string() and not isinstance(value, str):
+        return str(value)  # a Literal[1, "auto"] field is text in the tables
     return value
 
 
@@ -260,8 +307,11 @@ def typed_column(plan: FieldPlan, values: list[Any]) -> pa.Array:
     Plain scalars, the usual case, go to Arrow as they are: converting each of 10^5 cells
     only to find nothing to convert would cost more than building the column.
     """
-    if plan.kind is not FieldKind.SCALAR or any(
-        issubclass(t, enum.Enum) for t in set(map(type, values))
+    kinds = set(map(type, values))
+    if (
+        plan.kind is not FieldKind.SCALAR
+        or any(issubclass(t, enum.Enum) for t in kinds)
+        or (plan.arrow_type == pa.string() and not kinds <= {str, type(None)})
     ):
         values = [index_value(plan, v) for v in values]
     return pa.array(values, type=plan.arrow_type)

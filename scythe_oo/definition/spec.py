@@ -87,7 +87,8 @@ class ExperimentInputSpec(BaseModel):
     results index and the documentation in ``experiment_io_spec.yml``.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # inf and NaN are valid floats: specs.pq and leaf payloads keep them (JSON Infinity/NaN).
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")
 
     experiment_id: str = Field(
         default="",

@@ -24,7 +24,7 @@ from scythe_oo.driver.resolve import resolve_engine
 from scythe_oo.driver.results import RunResults
 from scythe_oo.driver.submit import submit_run
 from scythe_oo.engine.protocol import Engine, Progress, RunHandle
-from scythe_oo.engine.table import engine_class
+from scythe_oo.engine.table import ENGINES, engine_class
 from scythe_oo.runfolder.layout import RunLayout, run_folders
 from scythe_oo.runfolder.manifest import TERMINAL_STATES, Manifest, ManifestFile, RunState
 from scythe_oo.runfolder.versions import SemVer
@@ -83,7 +83,7 @@ class ExperimentRun:
         if self.handle is not None:
             return self.handle.progress()
         state: RunState = manifest.status
-        if _driver_is_gone(manifest):
+        if _driver_is_gone(manifest, self.store):
             state = "interrupted"
         return Progress(state=state, done=0, failed=0, total=manifest.n_specs)
 
@@ -147,7 +147,7 @@ class ExperimentRun:
             "queued",
             "running",
         )
-        if driven_elsewhere and not _driver_is_gone(manifest):
+        if driven_elsewhere and not _driver_is_gone(manifest, self.store):
             raise RuntimeError(
                 f"{self.uri} is still being driven by process {manifest.engine.get('pid')} "
                 f"on {manifest.engine.get('host')}; resume only a run whose driver died"
@@ -221,19 +221,24 @@ class ExperimentRun:
 
 
 def _attach(manifest: Manifest, store: ArtifactStore) -> RunHandle | None:
-    """A handle on a run driven elsewhere, when its engine can report on it."""
+    """A handle on the run from its engine: a live one in this process, or one that follows
+    a run driven elsewhere (Hatchet). None when the store is all there is to go by."""
     kind = manifest.engine.get("kind", "")
-    if not manifest.engine_run_id or kind == "local":
-        return None  # a local run elsewhere reports through its manifest alone
+    if kind not in ENGINES or (kind != "local" and not manifest.engine_run_id):
+        return None
     engine: Engine = engine_class(kind)()
     return engine.attach(manifest, store)
 
 
-def _driver_is_gone(manifest: Manifest) -> bool:
-    """A local run whose driver process died on this host will never finish by itself."""
+def _driver_is_gone(manifest: Manifest, store: ArtifactStore) -> bool:
+    """A local run whose driver process died, or whose run thread in this very process ended
+    without recording the end (the store failed, say), will never finish by itself."""
     engine = manifest.engine
     if engine.get("kind") != "local" or engine.get("host") != socket.gethostname():
         return False
+    if engine.get("pid") == str(os.getpid()):
+        handle = _attach(manifest, store)
+        return handle is None or handle.join(0)
     try:
         os.kill(int(engine["pid"]), 0)
     except ProcessLookupError:

@@ -10,50 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
-import multiprocessing
 import os
 import socket
 import threading
-import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor
 
 import attrs
 
+from scythe_oo.definition.redact import redact
+from scythe_oo.definition.settings import Settings
 from scythe_oo.engine.protocol import Progress, RunHandle, RunPlan
 from scythe_oo.engines.local_dispatch import LocalDispatcher
+from scythe_oo.engines.local_pool import LeafPool, grace_seconds
 from scythe_oo.runfolder.manifest import Manifest, ManifestFile, RunState
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.final import finalize_run
 from scythe_oo.tree.node import run_node
-
-
-def _warm_up() -> int:
-    return os.getpid()
-
-
-def _init_worker(parent: int) -> None:
-    """Runs first in every forked pool worker."""
-    # Everything inherited from the driver (its modules, the caller's specs, ...) is frozen
-    # out of the cyclic collector's reach: a full collection in a worker would otherwise scan
-    # the whole copied heap, writing to every page of it (copy-on-write), and took 150-200 ms
-    # per worker in a 20,000-leaf run whose leaves took 200 ms in all.
-    gc.freeze()
-    _exit_with_parent(parent)
-
-
-def _exit_with_parent(parent: int) -> None:
-    """Pool workers block on their queue forever if the driver is killed with SIGKILL; this
-    watchdog ends them instead of leaving orphans that keep files open."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="scythe-parent-watch", daemon=True).start()
-
 
 SPLIT_ABOVE = 50_000
 """LocalEngine's default for ``split_above``."""
@@ -82,7 +54,10 @@ class LocalEngine:
         return handle
 
     def attach(self, manifest: Manifest, store: ArtifactStore) -> RunHandle | None:
-        return None
+        """The run's handle while this process drives it; None when no thread of this
+        process is running it (another process drives it, or its driver is gone)."""
+        with _LIVE_LOCK:
+            return _LIVE.get(manifest.experiment_id)
 
     def describe(self) -> dict[str, str]:
         return {
@@ -92,6 +67,11 @@ class LocalEngine:
             "host": socket.gethostname(),
             "pid": str(os.getpid()),
         }
+
+
+_LIVE: dict[str, LocalRunHandle] = {}
+"""Runs whose thread is alive in this process, by run folder id."""
+_LIVE_LOCK = threading.Lock()
 
 
 class LocalRunHandle:
@@ -106,43 +86,21 @@ class LocalRunHandle:
         self.state: RunState = "queued"
         self.error: str | None = None
         self._finished = threading.Event()
-        self._pool: ProcessPoolExecutor | None = None
-        self._pool_lock = threading.Lock()
+        timeout = Settings.from_env().leaf_timeouts(plan.experiment.timeouts).execution
+        self.leaf_pool = LeafPool(workers, grace=grace_seconds(timeout.total_seconds()))
         self._thread: threading.Thread | None = None
 
     @property
     def engine_run_id(self) -> str | None:
         return f"local-{os.getpid()}"
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("fork"),
-            initializer=_init_worker,
-            initargs=(os.getpid(),),
-        )
-        # With "fork", the first submit forks every worker at once.
-        pool.submit(_warm_up).result()
-        return pool
-
-    @property
-    def pool(self) -> ProcessPoolExecutor:
-        assert self._pool is not None
-        return self._pool
-
-    def replace_broken_pool(self, broken: ProcessPoolExecutor) -> None:
-        """A worker process died (OOM killer, segfault, kill -9): start a fresh pool, once,
-        however many in-flight batches noticed it."""
-        with self._pool_lock:
-            if self._pool is not broken:
-                return
-            broken.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
-
     def start(self) -> None:
-        # The first pool is forked here, before our own thread exists, so no child inherits
-        # a lock held by a thread of ours. A replacement pool is forked from the run thread.
-        self._pool = self._new_pool()
+        with _LIVE_LOCK:
+            _LIVE[self.plan.layout.experiment_id] = self
+        # The first workers are forked here, before our own threads exist, so no child
+        # inherits a lock held by a thread of ours. A replacement pool is forked from the run
+        # thread.
+        self.leaf_pool.start()
         self._thread = threading.Thread(
             target=self._main, name=f"scythe-run-{self.plan.layout.timestamp}", daemon=False
         )
@@ -162,7 +120,6 @@ class LocalRunHandle:
 
     def _main(self) -> None:
         plan = self.plan
-        assert self._pool is not None
         try:
             self.state = "running"
             folder = ManifestFile(plan.store, plan.layout)
@@ -172,11 +129,14 @@ class LocalRunHandle:
             manifest = finalize_run(plan.store, plan.layout, root)
             self.state = manifest.status
         except BaseException as exc:
-            self.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+            self.error = redact(f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}")
             self.state = "failed"
             # The store itself may be what failed; the handle still knows the error.
             with contextlib.suppress(Exception):
                 ManifestFile(plan.store, plan.layout).failed(self.error)
         finally:
-            self._pool.shutdown(wait=True)
+            self.leaf_pool.close()
+            with _LIVE_LOCK:
+                if _LIVE.get(plan.layout.experiment_id) is self:
+                    del _LIVE[plan.layout.experiment_id]
             self._finished.set()

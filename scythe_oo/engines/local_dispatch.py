@@ -19,7 +19,6 @@ import pickle
 import socket
 import time
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
@@ -28,6 +27,7 @@ import pyarrow as pa
 from scythe_oo.definition.base import REGISTRY
 from scythe_oo.definition.settings import Settings
 from scythe_oo.engine.protocol import RunPlan
+from scythe_oo.engines.local_pool import LeafPool, WorkerDeath
 from scythe_oo.leaf.execute import RunContext, run_specs
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.runfolder.specs import spec_json
@@ -45,11 +45,7 @@ class PoolOwner(Protocol):
     split_above: int
     done: int
     failed: int
-
-    @property
-    def pool(self) -> ProcessPoolExecutor: ...
-
-    def replace_broken_pool(self, broken: ProcessPoolExecutor) -> None: ...
+    leaf_pool: LeafPool
 
 
 TAIL_SECONDS = 0.01
@@ -88,16 +84,21 @@ def _unpickled(data: bytes) -> list[LeafOutcome]:
     return outcomes
 
 
-def _crashed(raw: str, attempts: int, error: BaseException) -> LeafOutcome:
-    """The outcome of a spec whose worker process died every time it ran it."""
-    return LeafOutcome.failure(
-        int(json.loads(raw)["sort_index"]),
-        "WorkerCrashed",
-        f"the worker process died while running this leaf, {attempts} time(s) ({error}); "
-        "look for a segfault or the out-of-memory killer",
-        attempts=attempts,
-        worker="local",
-    )
+OUTSIDE_KILLS = 5
+"""How many times a spec's worker may be killed from outside (SIGKILL or SIGTERM from someone
+else, which the spec cannot help) before the spec fails as WorkerKilled rather than run on."""
+
+
+class BrokenWorker(Exception):
+    """A batch's worker process died; ``death`` says why."""
+
+    def __init__(self, death: WorkerDeath) -> None:
+        super().__init__(death.detail)
+        self.death = death
+
+
+def _index_of(raw: str) -> int:
+    return int(json.loads(raw)["sort_index"])
 
 
 class LocalDispatcher:
@@ -121,6 +122,9 @@ class LocalDispatcher:
         """Held while a spec suspected of killing its worker runs alone in the pool."""
         self.pool_changed = asyncio.Condition()
         self.in_flight = 0
+        self.pool = handle.leaf_pool
+        self.deaths: dict[int, dict[str, int]] = {}
+        """How often each spec's worker died under it, by kind of death."""
 
     async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]:
         return list(
@@ -162,24 +166,73 @@ class LocalDispatcher:
         self.handle.done += succeeded
         self.handle.failed += len(outcomes) - succeeded
 
-    async def run_batch(
-        self, batch: list[str], crashes: int = 0, alone: bool = False
-    ) -> list[LeafOutcome]:
-        """Run a batch in the pool. If a worker process dies, every batch in flight fails with
-        it, so none of them can tell whose spec killed it: a broken batch is split into single
-        specs, and a broken single spec runs again alone in the pool. Only a spec that kills
-        its worker while running alone is counted as crashing (and, past its retries,
-        reported as WorkerCrashed); the others simply run again."""
+    async def run_batch(self, batch: list[str], alone: bool = False) -> list[LeafOutcome]:
+        """Run a batch in the pool, and account for every spec if its worker dies.
+
+        When a worker process dies, every batch in flight fails with it, so none of them can
+        tell whose spec killed it. A spec the pool killed for overrunning its timeout is known;
+        the others of a broken batch run again one by one, and a broken single spec runs again
+        alone in the pool. Only a death while a spec runs alone counts against it: a crash or
+        an out-of-memory kill as a try (past its retries it fails as WorkerCrashed), a kill
+        from outside not at all, up to OUTSIDE_KILLS of them (then WorkerKilled)."""
         try:
             data = await self._in_pool(batch, alone)
             return _unpickled(data)
-        except BrokenProcessPool as exc:
-            if len(batch) > 1:
-                return [o for raw in batch for o in await self.run_batch([raw])]
-            crashes += alone
-            if crashes <= self.retries:  # one try more than retries: kills are often external
-                return await self.run_batch(batch, crashes, alone=True)
-            return [_crashed(batch[0], crashes + 1, exc)]
+        except BrokenWorker as broken:
+            death = broken.death
+        outcomes: list[LeafOutcome] = []
+        rest = []
+        for raw in batch:
+            overrun = self.pool.take_timeout(_index_of(raw))
+            if overrun is None:
+                rest.append(raw)
+            else:
+                outcomes.extend(await self._after_death(raw, "timeout", overrun))
+        if len(batch) > 1 or not rest:
+            for raw in rest:
+                outcomes.extend(await self.run_batch([raw]))
+            return outcomes
+        if not alone:  # it may have died of a neighbour: a run alone will tell
+            self._count(rest[0], "shared")
+            return await self.run_batch(rest, alone=True)
+        return await self._after_death(rest[0], death.kind, 0.0, death.detail)
+
+    def _count(self, raw: str, kind: str) -> tuple[int, dict[str, int]]:
+        index = _index_of(raw)
+        counts = self.deaths.setdefault(index, {})
+        counts[kind] = counts.get(kind, 0) + 1
+        return index, counts
+
+    async def _after_death(
+        self, raw: str, kind: str, overrun: float, detail: str = ""
+    ) -> list[LeafOutcome]:
+        """Count a death against the spec ``raw``; run it again alone, or report it."""
+        index, counts = self._count(raw, kind)
+        ran = sum(counts.values())  # every run of it that a dead worker ended
+        tries = counts.get("timeout", 0) + counts.get("crash", 0) + counts.get("memory", 0)
+        if kind == "outside":
+            if counts[kind] < OUTSIDE_KILLS:
+                return await self.run_batch([raw], alone=True)
+            message = (
+                f"its worker process was killed from outside {counts[kind]} times ({detail}); "
+                "stop whatever kills the workers, then retry_failed()"
+            )
+            return [LeafOutcome.failure(index, "WorkerKilled", message, attempts=ran)]
+        if tries <= self.retries:
+            return await self.run_batch([raw], alone=True)
+        if kind == "timeout":
+            message = (
+                f"the leaf ran {overrun:.1f}s past its execution timeout of "
+                f"{self.timeout_seconds:g}s without stopping when interrupted, so its worker "
+                f"was killed ({tries} time(s))"
+            )
+            return [LeafOutcome.failure(index, "LeafTimeoutError", message, attempts=ran)]
+        cause = "ran out of memory" if kind == "memory" else "died"
+        message = (
+            f"the worker process {cause} while running this leaf alone, {tries} time(s) "
+            f"({detail}); look for a segfault, a call to exit, or the memory the leaf needs"
+        )
+        return [LeafOutcome.failure(index, "WorkerCrashed", message, attempts=ran)]
 
     async def _in_pool(self, batch: list[str], alone: bool) -> bytes:
         """Submit a batch; ``alone`` waits for the pool to drain and keeps others out."""
@@ -203,7 +256,7 @@ class LocalDispatcher:
                 self.pool_changed.notify_all()
 
     async def _submit(self, batch: list[str]) -> bytes:
-        pool = self.handle.pool
+        pool = self.pool.executor
         try:
             data: bytes = await asyncio.get_running_loop().run_in_executor(
                 pool,
@@ -215,8 +268,8 @@ class LocalDispatcher:
                 self.timeout_seconds,
             )
         except BrokenProcessPool:
-            await asyncio.to_thread(self.handle.replace_broken_pool, pool)
-            raise
+            death = await asyncio.to_thread(self.pool.replace_broken, pool)
+            raise BrokenWorker(death) from None
         return data
 
     async def run_leaves(

@@ -1,8 +1,15 @@
-"""The leaf deadline: a leaf that runs past its execution timeout is interrupted.
+"""The leaf deadline: a leaf that runs past its execution timeout fails.
 
 Hatchet enforces a task's timeout from outside, but a batch of leaves shares one task and the
-local pool has no timeouts at all, so each leaf arms its own. The signal-based timer lives in
-the worker process; see ``Deadline`` for how it stays cheap for tiny leaves.
+local pool has no timeouts at all, so each leaf arms its own. Three layers, cheapest first:
+
+1. a signal-based timer in the worker interrupts Python code at the deadline (see
+   ``Deadline`` for how it stays cheap for tiny leaves);
+2. a leaf that returns after its deadline anyway (it caught the interruption, blocked the
+   signal, or ran in a thread, where signals cannot reach) fails all the same;
+3. a leaf that never returns (stuck in C code, signal blocked) is killed from outside: the
+   process that hosts the worker watches each leaf's deadline through ``watch`` and kills a
+   worker whose leaf overstays it (see engines/local_pool.py).
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 
 
 class LeafTimeoutError(TimeoutError):
@@ -42,6 +50,17 @@ def _arm(seconds: float) -> None:
     signal.setitimer(signal.ITIMER_REAL, seconds)
 
 
+Watch = Callable[[int, float], None]
+"""Told ``(sort_index, monotonic deadline)`` as each leaf starts and ``(-1, 0.0)`` as it ends."""
+
+_WATCH: list[Watch] = []
+
+
+def set_watch(watch: Watch | None) -> None:
+    """Let a watcher outside this process follow the running leaf's deadline."""
+    _WATCH[:] = [] if watch is None else [watch]
+
+
 def disarm() -> None:
     """Stop the timer once a batch is over, so no alarm reaches an idle process."""
     if _TIMER_DUE and not _RUNNING:
@@ -60,22 +79,26 @@ class Deadline:
     A class rather than a generator-based context manager, which costs a microsecond more.
     """
 
-    __slots__ = ("entry", "seconds")
+    __slots__ = ("due", "entry", "seconds", "sort_index")
 
-    def __init__(self, seconds: float | None) -> None:
+    def __init__(self, seconds: float | None, sort_index: int = -1) -> None:
         self.seconds = seconds
+        self.sort_index = sort_index
         self.entry: tuple[float, float] | None = None
+        self.due: float | None = None
 
     def __enter__(self) -> None:
         seconds = self.seconds
-        if (
-            seconds is None
-            or seconds <= 0
-            or threading.current_thread() is not threading.main_thread()
-            or not hasattr(signal, "setitimer")
-        ):
+        if seconds is None or seconds <= 0:
             return
-        entry = self.entry = (time.monotonic() + seconds, seconds)
+        due = self.due = time.monotonic() + seconds
+        if _WATCH:
+            _WATCH[0](self.sort_index, due)
+        if threading.current_thread() is not threading.main_thread() or not hasattr(
+            signal, "setitimer"
+        ):
+            return  # no signals here: the check on the way out still holds
+        entry = self.entry = (due, seconds)
         _RUNNING.append(entry)
         if not _TIMER_DUE or _TIMER_DUE[0] > entry[0]:
             try:
@@ -88,3 +111,11 @@ class Deadline:
         if self.entry is not None:
             _RUNNING.remove(self.entry)
             self.entry = None
+        if self.due is not None and _WATCH:
+            _WATCH[0](-1, 0.0)
+
+    def check(self) -> None:
+        """Raise LeafTimeoutError if the leaf ended after its deadline: a leaf that caught
+        the interruption, or could not receive it, has still overstayed."""
+        if self.due is not None and time.monotonic() > self.due:
+            raise LeafTimeoutError(f"the leaf ran past its execution timeout of {self.seconds:g}s")

@@ -7,7 +7,6 @@ one outcome: a row of scalars, or a row of failures that says what went wrong.
 from __future__ import annotations
 
 import functools
-import io
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -15,21 +14,19 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import pyarrow as pa
-import pyarrow.parquet as pq
 from pydantic import ValidationError
 
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.definition.context import LeafContext
 from scythe_oo.definition.errors import OutputValidationError
-from scythe_oo.definition.schema import RESERVED_TABLE_NAMES, row_values
+from scythe_oo.definition.schema import row_values
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.leaf.deadline import Deadline, disarm
 from scythe_oo.leaf.host import leaf_host
 from scythe_oo.leaf.memory import peak_rss_mib, reset_peak
 from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.leaf.user_tables import write_user_tables
 from scythe_oo.runfolder.layout import RunLayout, leaf_id
-from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META
 from scythe_oo.storage.base import ArtifactStore
 
 
@@ -83,7 +80,8 @@ def execute_leaf(
     )
     try:
         experiment = host.instance(cls)
-        with Deadline(timeout_seconds):
+        deadline = Deadline(timeout_seconds, sort_index)
+        with deadline:
             given = spec.model_copy() if isolate_spec else spec
             local_spec = experiment.fetch_inputs(given, ctx)
             try:
@@ -92,11 +90,24 @@ def execute_leaf(
                 if exc.title != cls.schema.output_type.__name__:
                     raise
                 raise _output_error(cls, exc, sort_index) from None
+        deadline.check()
         output = _validated_output(cls, raw, sort_index)
         output = experiment.publish_outputs(output, ctx)
-        frames = output.dataframes
-        dataframes = _write_dataframes(frames, run, leaf, sort_index) if frames else {}
         schema = cls.schema
+        frames = output.dataframes
+        dataframes = (
+            write_user_tables(
+                frames,
+                store=run.store,
+                layout=layout,
+                leaf=leaf,
+                sort_index=sort_index,
+                index_levels=schema.index_columns(spec.computed_features),
+                known=host.column_types,
+            )
+            if frames
+            else {}
+        )
         return LeafOutcome(
             sort_index=sort_index,
             leaf_id=leaf,
@@ -109,7 +120,7 @@ def execute_leaf(
             wall_time=time.perf_counter() - started,
             finished_at=time.time(),
         )
-    except Exception as exc:
+    except BaseException as exc:  # sys.exit() or KeyboardInterrupt in run is this leaf's failure
         return LeafOutcome.failure(
             sort_index,
             type(exc).__name__,
@@ -186,28 +197,3 @@ def _output_error(
         f"{cls.name}: the output for spec #{sort_index} does not match "
         f"{cls.schema.output_type.__name__} (field(s): {fields}): {exc}"
     )
-
-
-def _write_dataframes(
-    frames: dict[str, Any], run: RunContext, leaf: str, sort_index: int
-) -> dict[str, str]:
-    keys: dict[str, str] = {}
-    for name, frame in frames.items():
-        if name in RESERVED_TABLE_NAMES or not name.isidentifier():
-            raise OutputValidationError(
-                f"dataframe name {name!r} of spec #{sort_index} is reserved or not a plain "
-                f"identifier; {sorted(RESERVED_TABLE_NAMES)} are taken by final/. Rename it."
-            )
-        flat = frame.reset_index()
-        index_names = [str(c) for c in flat.columns[: frame.index.nlevels]]
-        flat.columns = [str(c) for c in flat.columns]
-        table = pa.Table.from_pandas(flat, preserve_index=False)
-        table = table.replace_schema_metadata(
-            {DATAFRAME_INDEX_META: ",".join(index_names).encode()}
-        )
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer)
-        key = run.layout.leaf_dataframe(name, leaf)
-        run.store.put_bytes(key, buffer.getvalue())
-        keys[name] = key
-    return keys

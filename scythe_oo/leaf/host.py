@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from scythe_oo.definition.base import AnyExperiment, ExperimentBase
+from scythe_oo.leaf.user_tables import ColumnTypes
 from scythe_oo.storage.cache import FileCache
 
 log = logging.getLogger("scythe_oo.leaf")
@@ -28,6 +29,8 @@ class LeafHost:
         self._lock = threading.Lock()
         self._pid = os.getpid()
         self.cache = FileCache()
+        self.column_types: ColumnTypes = {}
+        """Types of user-table columns this process has seen fixed, so each is read once."""
         atexit.register(self.shutdown)
         multiprocessing.util.Finalize(self, self.shutdown, exitpriority=100)
 

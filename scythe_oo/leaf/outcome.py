@@ -10,8 +10,9 @@ import dataclasses
 import time
 from typing import Any
 
-from pydantic import TypeAdapter
+from pydantic import ConfigDict, TypeAdapter
 
+from scythe_oo.definition.redact import redact
 from scythe_oo.runfolder.layout import leaf_id
 
 
@@ -22,7 +23,7 @@ class LeafOutcome:
     A plain slotted dataclass rather than a pydantic model: one is created, pickled, unpickled,
     journaled and collected per leaf, and for tiny simulations a model's validation and pickling
     cost more than the simulation itself. Where outcomes cross a JSON boundary (the journal,
-    Hatchet payloads) pydantic still validates them, through ``OUTCOME`` or an enclosing model.
+    Hatchet payloads) pydantic still validates them, through ``OUTCOMES`` or an enclosing model.
     """
 
     sort_index: int
@@ -54,14 +55,14 @@ class LeafOutcome:
         worker: str = "",
         wall_time: float = 0.0,
     ) -> LeafOutcome:
-        """The outcome of a spec that failed: one row of failures.pq."""
+        """The outcome of a spec that failed: one row of failures.pq, with secrets masked."""
         return cls(
             sort_index=sort_index,
             leaf_id=leaf_id(sort_index),
             ok=False,
             error_type=error_type,
-            error_message=clip(message, MESSAGE_LIMIT),
-            traceback=None if traceback is None else clip(traceback, TRACEBACK_LIMIT),
+            error_message=clip(redact(message), MESSAGE_LIMIT),
+            traceback=None if traceback is None else clip(redact(traceback), TRACEBACK_LIMIT),
             attempts=attempts,
             worker=worker,
             wall_time=wall_time,
@@ -104,5 +105,10 @@ def clip(text: str, limit: int) -> str:
     return f"{text[:half]}\n... [{len(text) - limit} characters cut] ...\n{text[-half:]}"
 
 
-OUTCOME: TypeAdapter[LeafOutcome] = TypeAdapter(LeafOutcome)
-"""Validates and serialises one outcome as JSON (the journal's line format)."""
+EXACT_JSON = ConfigDict(ser_json_inf_nan="constants")
+"""JSON that keeps inf, -inf and NaN (as the literals Infinity, -Infinity and NaN, which
+pydantic reads back), where plain JSON would turn them into null."""
+
+OUTCOMES: TypeAdapter[list[LeafOutcome]] = TypeAdapter(list[LeafOutcome], config=EXACT_JSON)
+"""Validates and serialises a batch of outcomes as JSON, every value exactly (the journal's
+format)."""

@@ -8,6 +8,7 @@ key, so the layout can be read in one place.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 from typing import TYPE_CHECKING
 
@@ -125,6 +126,11 @@ class RunLayout:
 
     def leaf_dataframe(self, name: str, leaf: str) -> str:
         return self.key("results", "dataframes", name, f"{leaf}.pq")
+
+    def leaf_table_column(self, name: str, column: str) -> str:
+        """Where the first leaf to return a user table's column records its type."""
+        digest = hashlib.sha256(column.encode()).hexdigest()[:16]
+        return self.key("results", "dataframes", name, "_columns", f"{digest}.json")
 
     # -- final tables -----------------------------------------------------------------------
 

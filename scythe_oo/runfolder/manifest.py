@@ -15,6 +15,7 @@ import attrs
 import cattrs
 import yaml
 
+from scythe_oo.definition.redact import redact
 from scythe_oo.definition.version import __version__
 from scythe_oo.runfolder.layout import RunLayout, claim_run_folder
 from scythe_oo.runfolder.versions import SemVer
@@ -143,8 +144,8 @@ class ManifestFile:
             self.write(manifest.evolve(status="running", engine_run_id=engine_run_id))
 
     def failed(self, error: str) -> None:
-        """The run stopped without final tables, and why."""
-        self.write(self.read().evolve(status="failed", error=error, finished_at=utc_now()))
+        """The run stopped without final tables, and why (with secrets masked)."""
+        self.write(self.read().evolve(status="failed", error=redact(error), finished_at=utc_now()))
 
     def finished(self, succeeded: int, failed: int) -> Manifest:
         """Every final table is written; this is always the last write of a run."""

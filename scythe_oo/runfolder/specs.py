@@ -2,8 +2,13 @@
 
 The index columns (experiment_id, sort_index, root_workflow_run_id, the indexed inputs and the
 computed features) are what every results table is indexed by; the ``__spec__`` column holds
-each spec in the exact JSON form a leaf validates again. Writing and reading the format lives
-here, so allocate, the tree and the engines agree on it.
+each spec in the exact JSON form a leaf validates again (inf and NaN included). Writing and
+reading the format lives here, so allocate, the tree and the engines agree on it.
+
+Specs are encoded before their run folder exists (so that a value Parquet or JSON cannot hold
+is an error before anything is written), which leaves two things to fill in later: the run's
+ids, spliced into each spec's JSON, and the store URIs of uploaded input files, which stand in
+the encoding as upload tokens until the files are uploaded.
 """
 
 from __future__ import annotations
@@ -11,25 +16,44 @@ from __future__ import annotations
 import enum
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scythe_oo.definition.schema import ExperimentSchema, typed_column
+from scythe_oo.definition.schema import ExperimentSchema, FieldKind, FieldPlan, typed_column
 from scythe_oo.definition.spec import ExperimentInputSpec
-from scythe_oo.runfolder.tables import conform, parquet_sink, write_table
-
-if TYPE_CHECKING:
-    from scythe_oo.storage.base import ArtifactStore
 
 SPEC_COLUMN = "__spec__"
 """Column of specs.pq holding each spec as JSON, the exact form leaves re-validate."""
 
+TAIL_COLUMN = "__tail__"
+"""Column of an encoded chunk: each spec's JSON without its opening brace and bookkeeping."""
+
 SPECS_CHUNK_ROWS = 50_000
-"""Specs turned into Arrow and written per chunk: allocate holds one chunk's Python objects."""
+"""Specs encoded and written per chunk: allocate holds one chunk's Arrow columns."""
+
+UPLOAD_TOKEN = "scythe-upload:"
+"""Marks a local input file in an encoded spec until its uploaded URI is known."""
+
+_TOKEN = re.compile(re.escape(UPLOAD_TOKEN) + r"[0-9a-f]{8}")
+
+_ARROW_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    UnicodeError,
+    TypeError,
+    ValueError,
+)
+
+
+def upload_token(number: int) -> str:
+    return f"{UPLOAD_TOKEN}{number:08x}"
 
 
 def index_names(specs: pa.Table) -> list[str]:
@@ -43,42 +67,133 @@ def spec_json(table: pa.Table) -> list[str]:
 
 
 @attrs.frozen
-class EncodedChunk:
-    """specs.pq columns for a run of consecutive specs, before the run folder is known.
+class Unstorable:
+    """A value that passed validation but cannot be written to specs.pq."""
 
-    ``index`` holds one Arrow array per indexed input; ``computed`` the plain values of each
-    computed feature, typed only when a whole chunk of specs.pq is built (by their values, so
-    every chunk of specs.pq gets one type); ``tails`` each spec's JSON without its opening
-    brace and bookkeeping fields, which are spliced in once the run's ids exist.
-    """
+    position: int
+    field: str
+    reason: str
 
-    index: dict[str, pa.Array]
-    computed: dict[str, list[Any]]
-    tails: pa.Array
+
+class UnstorableValues(ValueError):
+    """Raised by ``encode_chunk`` with every value of the chunk it could not encode."""
+
+    def __init__(self, found: list[Unstorable]) -> None:
+        super().__init__(f"{len(found)} value(s) cannot be stored")
+        self.found = found
 
 
 def encode_chunk(
-    schema: ExperimentSchema, specs: Sequence[Any], computed: Sequence[str]
-) -> EncodedChunk:
-    """One chunk of validated specs as specs.pq columns, built column by column."""
-    index: dict[str, pa.Array] = {}
+    schema: ExperimentSchema,
+    specs: Sequence[Any],
+    computed: Sequence[str],
+    first: int,
+    tokens: Sequence[int] | None = None,
+) -> pa.Table:
+    """Validated specs (the first at position ``first``) as an encoded chunk: their index
+    columns, computed features and JSON tails. ``tokens`` is how many upload tokens each
+    spec's JSON must hold; anything Parquet or JSON cannot store raises UnstorableValues."""
+    found: list[Unstorable] = []
+    columns: dict[str, pa.Array] = {}
     for plan in schema.indexed_inputs:
-        name = plan.name
-        index[name] = typed_column(plan, [getattr(spec, name) for spec in specs])
-    features: dict[str, list[Any]] = {}
+        values = [getattr(spec, plan.name) for spec in specs]
+        columns[plan.name] = _column(plan, values, first, found)
     if computed:
         rows = [spec.computed_features for spec in specs]
         for name in computed:
-            features[name] = [_plain(row[name]) for row in rows]
+            columns[name] = _feature(name, [_plain(row[name]) for row in rows], first, found)
+    columns[TAIL_COLUMN] = _tails(schema, specs, first, tokens, found)
+    if found:
+        raise UnstorableValues(found)
+    return pa.table(columns)
+
+
+def _column(plan: FieldPlan, values: list[Any], first: int, found: list[Unstorable]) -> pa.Array:
+    try:
+        return typed_column(plan, values)
+    except _ARROW_ERRORS:
+        pass  # find which values, below
+    for offset, value in enumerate(values):
+        try:
+            typed_column(plan, [value])
+        except _ARROW_ERRORS as exc:
+            reason = f"{value!r:.60} cannot be stored as {plan.arrow_type} ({_short(exc)})"
+            found.append(Unstorable(first + offset, plan.name, reason))
+    return pa.nulls(len(values), plan.arrow_type)
+
+
+def _feature(name: str, values: list[Any], first: int, found: list[Unstorable]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except _ARROW_ERRORS:
+        pass
+    kinds: dict[str, int] = {}
+    for offset, value in enumerate(values):
+        if value is not None:
+            kinds.setdefault(type(value).__name__, first + offset)
+    if len(kinds) > 1:
+        described = ", ".join(f"{kind} for spec #{where}" for kind, where in kinds.items())
+        reason = f"gives values of different types ({described}); return one type"
+        found.append(Unstorable(min(kinds.values()), name, reason))
+        return pa.nulls(len(values))
+    for offset, value in enumerate(values):
+        try:
+            pa.array([value])
+        except _ARROW_ERRORS as exc:
+            reason = f"{value!r:.60} cannot be stored ({_short(exc)})"
+            found.append(Unstorable(first + offset, name, reason))
+    return pa.nulls(len(values))
+
+
+def _tails(
+    schema: ExperimentSchema,
+    specs: Sequence[Any],
+    first: int,
+    tokens: Sequence[int] | None,
+    found: list[Unstorable],
+) -> pa.Array:
     # Bookkeeping is spliced into the JSON rather than copied into each model: for 10^6
     # specs the copies would cost more than everything else allocate does.
     exclude = set(_json_exclude(schema.input_type))
     to_json = schema.input_type.__pydantic_serializer__.to_json  # model_dump_json, unwrapped
-    tails = []
-    for spec in specs:
-        body = to_json(spec, exclude=exclude).decode()
+    tails: list[str | None] = []
+    for offset, spec in enumerate(specs):
+        try:
+            body = to_json(spec, exclude=exclude, warnings=False).decode()
+        except Exception as exc:  # a lone surrogate, say: name the field that holds it
+            field, reason = _json_problem(spec, exclude, exc)
+            found.append(Unstorable(first + offset, field, reason))
+            tails.append(None)
+            continue
         tails.append(body[1:] if body == "{}" else "," + body[1:])
-    return EncodedChunk(index, features, pa.array(tails, type=pa.string()))
+    try:
+        array = pa.array(tails, type=pa.string())
+    except _ARROW_ERRORS as exc:
+        found.append(Unstorable(first, "<spec>", f"cannot be stored as text ({_short(exc)})"))
+        return pa.nulls(len(tails), pa.string())
+    expected = [0] * len(specs) if tokens is None else list(tokens)
+    counted = pc.count_substring(array, UPLOAD_TOKEN).to_pylist()
+    for offset, (got, want) in enumerate(zip(counted, expected, strict=True)):
+        if got is not None and got != want:
+            reason = f"a text value contains {UPLOAD_TOKEN!r}, which scythe_oo reserves"
+            found.append(Unstorable(first + offset, "<spec>", reason))
+    return array
+
+
+def _json_problem(spec: Any, exclude: set[str], exc: Exception) -> tuple[str, str]:
+    for name in type(spec).model_fields:
+        if name in exclude:
+            continue
+        try:
+            spec.model_dump_json(include={name}, warnings=False)
+        except Exception as inner:
+            return name, f"cannot be written as JSON ({_short(inner)})"
+    return "<spec>", f"cannot be written as JSON ({_short(exc)})"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
 
 
 @functools.cache
@@ -90,55 +205,56 @@ def _json_exclude(input_type: type[ExperimentInputSpec]) -> frozenset[str]:
 
 def specs_table(
     schema: ExperimentSchema,
-    encoded: Sequence[EncodedChunk],
+    encoded: pa.Table,
     start: int,
-    computed: Sequence[str],
     experiment_id: str,
     run_id: str,
+    uploaded: Mapping[str, str],
 ) -> pa.Table:
     """One chunk of specs.pq, its first spec at position ``start``: the run's ids and each
-    spec's position are spliced into the encoded JSON here, column-wise."""
-    n = sum(len(chunk.tails) for chunk in encoded)
+    spec's position are spliced into the encoded JSON, column-wise, and upload tokens become
+    the uploaded files' URIs."""
+    n = encoded.num_rows
     head = (
         f'{{"experiment_id":{json.dumps(experiment_id)},"root_workflow_run_id":{json.dumps(run_id)}'
         ',"sort_index":'
     )
     sort_index = pa.array(range(start, start + n), type=pa.int64())
-    tails = pa.chunked_array([chunk.tails for chunk in encoded], type=pa.string())
-    payloads = pc.binary_join_element_wise(
-        head, pc.cast(sort_index, pa.string()), tails.combine_chunks(), ""
-    )
-    columns: dict[str, pa.Array] = {
+    tails = encoded.column(TAIL_COLUMN).combine_chunks()
+    payloads = pc.binary_join_element_wise(head, pc.cast(sort_index, pa.string()), tails, "")
+    columns: dict[str, Any] = {
         "experiment_id": pa.array([experiment_id] * n, type=pa.string()),
         "sort_index": sort_index,
         "root_workflow_run_id": pa.array([run_id] * n, type=pa.string()),
     }
-    for plan in schema.indexed_inputs:
-        pieces = [chunk.index[plan.name] for chunk in encoded]
-        columns[plan.name] = pa.chunked_array(pieces, type=plan.arrow_type).combine_chunks()
-    for name in computed:
-        columns[name] = pa.array([value for chunk in encoded for value in chunk.computed[name]])
-    columns[SPEC_COLUMN] = payloads
+    kinds = {plan.name: plan.kind for plan in schema.file_inputs}
+    for name in encoded.column_names:
+        if name == TAIL_COLUMN:
+            continue
+        column = encoded.column(name)
+        if name in kinds and uploaded:
+            # A file list's cell is a JSON array; a single file's cell is the URI itself.
+            column = _with_uris(column, uploaded, as_json=kinds[name] is FieldKind.FILE_LIST)
+        columns[name] = column
+    columns[SPEC_COLUMN] = _with_uris(payloads, uploaded, as_json=True) if uploaded else payloads
     return pa.table(columns)
 
 
-def write_specs(store: ArtifactStore, key: str, chunks: Callable[[], Iterator[pa.Table]]) -> None:
-    """Write specs.pq a chunk at a time, in the first chunk's schema.
+def _with_uris(column: Any, uploaded: Mapping[str, str], *, as_json: bool) -> pa.Array:
+    """``column`` with every upload token replaced by its file's URI (escaped for JSON when
+    the token sits in a JSON string); rows without a token (remote references) stay as
+    they are."""
+    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if not pc.any(pc.match_substring(array, UPLOAD_TOKEN)).as_py():
+        return array
 
-    Computed features are typed by their values, so a later chunk can disagree with the first
-    (ints, then floats). Then the chunks are built again and unified in memory: slower, but
-    the types are the same as if the whole sweep had been one chunk.
-    """
-    stream = chunks()
-    first = next(stream)
-    try:
-        with parquet_sink(store, key, first.schema) as writer:
-            writer.write_table(first)
-            for table in stream:
-                writer.write_table(conform(table, first.schema))
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        del first, stream
-        write_table(store, key, pa.concat_tables(list(chunks()), promote_options="permissive"))
+    def swap(match: re.Match[str]) -> str:
+        uri = uploaded[match.group(0)]
+        return json.dumps(uri)[1:-1] if as_json else uri
+
+    return pa.array(
+        [None if v is None else _TOKEN.sub(swap, v) for v in array.to_pylist()], type=pa.string()
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -17,7 +17,16 @@ from scythe_oo.definition.checks import VERSION_POLICIES
 if TYPE_CHECKING:
     from scythe_oo.storage.base import ArtifactStore
 
-_SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+_SEMVER = re.compile(r"^v?(\d{1,9})\.(\d{1,9})\.(\d{1,9})$")
+MAX_PART = 999_999_999
+"""The largest major, minor or patch number: nine digits keep folder names short."""
+
+
+def _part(_: object, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_PART:
+        raise ValueError(
+            f"SemVer.{attribute.name} must be an int from 0 to {MAX_PART}, got {value!r}"
+        )
 
 
 @functools.total_ordering
@@ -25,15 +34,17 @@ _SEMVER = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 class SemVer:
     """A run's version: major.minor.patch, written ``v1.2.3`` in folder names."""
 
-    major: int
-    minor: int
-    patch: int
+    major: int = attrs.field(validator=_part)
+    minor: int = attrs.field(validator=_part)
+    patch: int = attrs.field(validator=_part)
 
     @classmethod
     def parse(cls, text: str) -> SemVer:
-        match = _SEMVER.match(text.strip())
+        match = _SEMVER.match(text.strip()) if isinstance(text, str) else None
         if not match:
-            raise ValueError(f"version {text!r} is not of the form v1.2.3")
+            raise ValueError(
+                f"version {text!r:.80} is not of the form v1.2.3 (at most nine digits each)"
+            )
         return cls(*(int(g) for g in match.groups()))
 
     @classmethod
@@ -80,8 +91,18 @@ def resolve_version(
     """
     if isinstance(requested, SemVer):
         return requested
-    if requested is not None and _SEMVER.match(requested):
+    if requested is not None and not isinstance(requested, str):
+        raise ValueError(
+            f"version must be a SemVer, a string like 'v1.2.3' or a policy name, got "
+            f"{requested!r:.80}"
+        )
+    if requested is not None and _SEMVER.match(requested.strip()):
         return SemVer.parse(requested)
+    if requested is not None and requested not in VERSION_POLICIES:
+        raise ValueError(
+            f"version {requested!r:.80} is neither a version like 'v1.2.3' nor one of the "
+            f"policies {', '.join(VERSION_POLICIES)}"
+        )
     policy = requested or policy
     versions = existing_versions(store, experiment)
     if not versions:

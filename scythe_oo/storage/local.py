@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -60,12 +61,19 @@ class LocalStore:
     def create_exclusive(self, key: str, data: bytes) -> bool:
         path = self.path_of(key)
         path.parent.mkdir(parents=True, exist_ok=True)
+        # Written beside its name, then hard-linked into place: the link fails if the name
+        # exists, and a reader never sees the file before its last byte is written.
+        fd, tmp = tempfile.mkstemp(
+            dir=path.parent, prefix=f".{path.name}.", suffix=atomic.TMP_SUFFIX
+        )
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.link(tmp, path)
         except FileExistsError:
             return False
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+        finally:
+            os.unlink(tmp)
         return True
 
     def get_bytes(self, key: str) -> bytes:

@@ -18,6 +18,7 @@ import s3transfer.exceptions
 from botocore.config import Config
 
 from scythe_oo.definition.errors import ArtifactNotFoundError, StoreError
+from scythe_oo.definition.redact import redact
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,7 +30,13 @@ if TYPE_CHECKING:
 
 # A client reads these at creation time and never again, so a cached client must not outlive a
 # change to any of them (tests point AWS_ENDPOINT_URL at a fresh moto server, for example).
-_CLIENT_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_PROFILE", "AWS_DEFAULT_REGION")
+_CLIENT_ENV = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_REGION",
+    "AWS_MAX_ATTEMPTS",
+)
 
 _clients: dict[tuple[str | int | None, ...], S3Client] = {}
 _clients_lock = threading.Lock()
@@ -50,12 +57,20 @@ def _new_client() -> S3Client:
     config = Config(
         # "standard" retries throttling (SlowDown, 503) and connection errors with jittered
         # exponential backoff; 10 attempts rides out a brief S3 or network hiccup in a long run.
-        retries={"max_attempts": 10, "mode": "standard"},
+        retries={"max_attempts": _max_attempts(), "mode": "standard"},
         connect_timeout=10,
         read_timeout=60,
     )
     # A private Session per client: the default session is not safe to use from several threads.
     return boto3.session.Session().client("s3", config=config)
+
+
+def _max_attempts() -> int:
+    """AWS_MAX_ATTEMPTS when set (the usual AWS setting), else 10."""
+    try:
+        return max(1, int(os.environ.get("AWS_MAX_ATTEMPTS", "10")))
+    except ValueError:
+        return 10
 
 
 def s3_client() -> S3Client:
@@ -98,17 +113,6 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 
 _NOT_FOUND_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
-_SECRET_ENV = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
-
-
-def _scrub(message: str) -> str:
-    # S3 error messages do not echo secrets, but a misbehaving proxy or endpoint might; a run
-    # manifest or a log line is the last place a secret key should end up.
-    for name in _SECRET_ENV:
-        secret = os.environ.get(name)
-        if secret:
-            message = message.replace(secret, "***")
-    return message
 
 
 def error_code(exc: botocore.exceptions.ClientError) -> str:
@@ -147,8 +151,8 @@ def store_error_from_boto(exc: Exception, uri: str, action: str) -> StoreError:
             text += f" (HTTP {status})"
         if detail:
             text += f": {detail}"
-        return StoreError(_scrub(text))
-    return StoreError(_scrub(f"{action} {uri} failed: {type(cause).__name__}: {cause}"))
+        return StoreError(redact(text))
+    return StoreError(redact(f"{action} {uri} failed: {type(cause).__name__}: {cause}"))
 
 
 def boto_errors() -> tuple[type[Exception], ...]:

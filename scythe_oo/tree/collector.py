@@ -14,7 +14,12 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import pyarrow as pa
 
-from scythe_oo.definition.schema import ExperimentSchema, scalar_columns
+from scythe_oo.definition.schema import (
+    FAILURE_COLUMN_NAMES,
+    LEAF_STATS_COLUMN_NAMES,
+    ExperimentSchema,
+    scalar_columns,
+)
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.runfolder.specs import index_names
 from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META, read_table
@@ -23,23 +28,21 @@ from scythe_oo.tree.gather import merge_sorted
 if TYPE_CHECKING:
     from scythe_oo.storage.base import ArtifactStore
 
-FAILURE_COLUMNS: dict[str, pa.DataType] = {
+_COLUMN_TYPES: dict[str, pa.DataType] = {
     "error_type": pa.string(),
     "error_message": pa.string(),
     "traceback": pa.string(),
     "attempts": pa.int64(),
     "worker": pa.string(),
     "wall_time": pa.float64(),
-}
-
-LEAF_STATS_COLUMNS: dict[str, pa.DataType] = {
     "ok": pa.bool_(),
-    "wall_time": pa.float64(),
     "peak_rss_mib": pa.float64(),
-    "attempts": pa.int64(),
-    "worker": pa.string(),
     "finished_at": pa.timestamp("us", tz="UTC"),
 }
+
+FAILURE_COLUMNS = {name: _COLUMN_TYPES[name] for name in FAILURE_COLUMN_NAMES}
+
+LEAF_STATS_COLUMNS = {name: _COLUMN_TYPES[name] for name in LEAF_STATS_COLUMN_NAMES}
 """Columns of leaf_stats: how long each leaf took, how much memory its process peaked at, and
 when it ended (for throughput over time); one row per spec, failed or not."""
 

@@ -24,12 +24,12 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from scythe_oo.leaf.outcome import OUTCOME, LeafOutcome
+from scythe_oo.leaf.outcome import OUTCOMES, LeafOutcome
 
 if TYPE_CHECKING:
     from scythe_oo.runfolder.layout import RunLayout
-    from scythe_oo.storage.base import ArtifactStore
 
+from scythe_oo.storage.base import ArtifactStore
 
 _WALL_TIME = operator.attrgetter("wall_time")
 
@@ -61,13 +61,11 @@ class LeafJournal:
         latest: dict[int, tuple[int, LeafOutcome]] = {}
         for key in self.store.list_keys(self.prefix + "/"):
             name = key.rsplit("/", 1)[-1]
-            if not (name.startswith("g") and name.endswith(".jsonl")):
+            if not (name.startswith("g") and name.endswith((".json", ".jsonl"))):
                 continue
             generation = int(name[1:].split("-", 1)[0])
-            for line in self.store.get_bytes(key).splitlines():
-                if line.strip():
-                    outcome = OUTCOME.validate_json(line)
-                    latest[outcome.sort_index] = (generation, outcome)
+            for outcome in _parse(self.store.get_bytes(key)):
+                latest[outcome.sort_index] = (generation, outcome)
         return {
             index: outcome
             for index, (generation, outcome) in latest.items()
@@ -95,10 +93,24 @@ class LeafJournal:
         self._write(batch)
 
     def _write(self, batch: Sequence[LeafOutcome]) -> None:
-        if not batch:
-            return
-        dump = OUTCOME.serializer.to_json  # dump_json, unwrapped
-        body = b"\n".join([dump(o) for o in batch])
-        # Names sort by generation then time, so a later attempt of a leaf is read last.
-        name = f"g{self.generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.jsonl"
-        self.store.put_bytes(f"{self.prefix}/{name}", body)
+        write_outcomes(self.store, self.prefix, self.generation, batch)
+
+
+def write_outcomes(
+    store: ArtifactStore, prefix: str, generation: int, outcomes: Sequence[LeafOutcome]
+) -> None:
+    """One batch file of the journal under ``prefix``: a JSON array that keeps every value
+    exactly (inf and NaN included). Names sort by generation, then time, so a later attempt of
+    a leaf is read last."""
+    if not outcomes:
+        return
+    name = f"g{generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
+    store.put_bytes(f"{prefix}/{name}", OUTCOMES.dump_json(list(outcomes)))
+
+
+def _parse(body: bytes) -> list[LeafOutcome]:
+    """A batch file: a JSON array, or (journals written before 0.2) one outcome per line."""
+    if body.lstrip().startswith(b"["):
+        return OUTCOMES.validate_json(body)
+    lines = [line for line in body.splitlines() if line.strip()]
+    return OUTCOMES.validate_json(b"[" + b",".join(lines) + b"]")

@@ -115,13 +115,15 @@ async def _run_journaled_leaves(
             await asyncio.to_thread(journal.record, outcomes)
 
         fresh = await dispatcher.run_leaves(job, pending, sink)
-        # What the journal still holds is less than its bound of work, and the node's tables,
-        # written next, hold it all. But retry_failed reruns a node with failures and takes
-        # its successes from the journal alone, so such a node journals everything.
-        if not all(map(_OK, fresh)):
-            await asyncio.to_thread(journal.flush)
     previous = {index: keep[index] for index in sort_index if index in keep}
-    return [*previous.values(), *fresh]
+    outcomes = [*previous.values(), *fresh]
+    # What the journal still holds is less than its bound of work, and the node's tables,
+    # written next, hold it all. But retry_failed reruns a node with failures (whether they
+    # failed now or before a resume) and takes its successes from the journal alone, so
+    # such a node journals everything.
+    if not all(map(_OK, outcomes)):
+        await asyncio.to_thread(journal.flush)
+    return outcomes
 
 
 def _load_plan(store: ArtifactStore, key: str | None) -> set[int] | None:

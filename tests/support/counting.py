@@ -59,18 +59,26 @@ def executions(counter_dir: Path) -> dict[int, int]:
 
 
 class Crashy(Experiment[CountedInput, CountedOutput]):
-    """Spec 5 kills its own worker process every time, like a segfaulting simulation."""
+    """Spec 5 crashes its own worker process every time, like a segfaulting simulation."""
 
     name = "crashy"
     retries = 1
     min_batch_seconds = 0.0
+    crash_signal = signal.SIGSEGV
 
     def run(self, spec: CountedInput, ctx: LeafContext) -> CountedOutput:
         Path(spec.counter_dir, f"{spec.i}-{os.getpid()}-{uuid.uuid4().hex[:6]}").write_text("x")
         time.sleep(spec.seconds)
         if spec.i == 5:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.crash_signal)
         return CountedOutput(square=spec.i * spec.i)
+
+
+class KilledFromOutside(Crashy):
+    """Spec 5's worker gets SIGKILL every time, as from someone else's ``kill -9``."""
+
+    name = "killed_from_outside"
+    crash_signal = signal.SIGKILL
 
 
 class SoakInput(ExperimentInputSpec):

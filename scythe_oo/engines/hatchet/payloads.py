@@ -14,7 +14,7 @@ import attrs
 from pydantic import BaseModel, create_model
 
 from scythe_oo.definition.base import AnyExperiment
-from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.leaf.outcome import EXACT_JSON, LeafOutcome
 from scythe_oo.runfolder.layout import ROOT_NODE
 from scythe_oo.tree.job import NodeJob, NodeResult
 
@@ -57,6 +57,8 @@ class LeafTaskInput(BaseModel):
 
 
 class LeafTaskOutput(BaseModel):
+    model_config = EXACT_JSON  # an output of inf must come back as inf, not as null
+
     outcomes: list[LeafOutcome]
 
 

@@ -1,0 +1,109 @@
+"""Where specs come from: a list, a generator, tables, files, the sampler.
+
+A sweep of 10^7 specs does not fit in memory as pydantic objects, so ``allocate`` takes specs
+as a stream and validates them a chunk at a time. This module turns whatever the caller
+passes into that stream: lists of raw items (specs, or dicts of field values), never more
+than one chunk at once.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from scythe_oo.definition.base import AnyExperiment
+from scythe_oo.definition.errors import SpecValidationError
+from scythe_oo.definition.spec import ExperimentInputSpec
+
+CHUNK_ROWS = 4096
+"""Specs validated and encoded per step: few enough that no copy of a large sweep is held."""
+
+SPEC_FILES = {".pq": "parquet", ".parquet": "parquet", ".csv": "csv", ".jsonl": "jsonl"}
+"""Spec files allocate reads, by suffix: one row (or line) per spec."""
+
+
+def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Iterator[list[Any]]:
+    """``specs`` as consecutive lists of at most ``rows`` raw items, in order.
+
+    Accepted: one spec; a sequence, iterable or generator of specs (or of dicts of field
+    values); an iterable of chunks (lists of specs, or DataFrames, as the sampler yields); a
+    pandas DataFrame or Arrow table (one row per spec); a path to a Parquet, CSV or JSON-lines
+    file.
+    """
+    if isinstance(specs, ExperimentInputSpec):
+        yield [specs]
+        return
+    if isinstance(specs, str | Path) and Path(specs).suffix.lower() in SPEC_FILES:
+        yield from _file_chunks(cls, Path(specs), rows)
+        return
+    if isinstance(specs, pd.DataFrame):
+        yield from _frame_chunks(specs, rows)
+        return
+    if isinstance(specs, pa.Table):
+        yield from _arrow_chunks(specs.to_batches(max_chunksize=rows))
+        return
+    if isinstance(specs, str | bytes | Mapping) or not isinstance(specs, Iterable):
+        raise SpecValidationError(
+            f"{cls.name}.allocate expects a {cls.schema.input_type.__name__}, a sequence or "
+            "generator of them, a DataFrame (one row per spec) or a .pq/.csv/.jsonl file, got "
+            f"{type(specs).__name__}{' ' + repr(specs)[:60] if isinstance(specs, str) else ''}."
+        )
+    yield from _rechunked(_items(specs, rows), rows)
+
+
+def _items(specs: Iterable[Any], rows: int) -> Iterator[Any]:
+    for item in specs:
+        if isinstance(item, pd.DataFrame):
+            for chunk in _frame_chunks(item, rows):
+                yield from chunk
+        elif isinstance(item, list | tuple):  # a chunk of specs, as the sampler yields
+            yield from item
+        else:
+            yield item
+
+
+def _rechunked(items: Iterator[Any], rows: int) -> Iterator[list[Any]]:
+    while chunk := list(itertools.islice(items, rows)):
+        yield chunk
+
+
+def _frame_chunks(frame: pd.DataFrame, rows: int) -> Iterator[list[dict[str, Any]]]:
+    """Rows as dicts of field values. A named index holds fields too (a results table's index
+    is the inputs); a plain RangeIndex is only the row number."""
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
+    text = [name for name in frame.columns if frame[name].dtype == object]
+    for start in range(0, len(frame), rows):
+        part = frame.iloc[start : start + rows]
+        if text:  # pandas fills gaps in text columns with NaN; a missing value is None
+            part = part.astype({name: object for name in text})
+            part[text] = part[text].where(part[text].notna(), None)
+        records = part.to_dict("records")
+        yield [{str(k): v for k, v in record.items()} for record in records]
+
+
+def _arrow_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[list[dict[str, Any]]]:
+    for batch in batches:
+        if batch.num_rows:
+            yield batch.to_pylist()
+
+
+def _file_chunks(cls: AnyExperiment, path: Path, rows: int) -> Iterator[list[Any]]:
+    if not path.is_file():
+        raise SpecValidationError(f"{cls.name}.allocate: the specs file {path} does not exist.")
+    kind = SPEC_FILES[path.suffix.lower()]
+    if kind == "parquet":
+        with pq.ParquetFile(path) as parquet:
+            yield from _arrow_chunks(parquet.iter_batches(batch_size=rows))
+    elif kind == "csv":
+        for frame in pd.read_csv(path, chunksize=rows):
+            yield from _frame_chunks(frame, rows)
+    else:
+        for frame in pd.read_json(path, lines=True, chunksize=rows):
+            yield from _frame_chunks(frame, rows)
