@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from scythe_oo.definition.base import REGISTRY
     from scythe_oo.definition.context import LeafContext
+    from scythe_oo.definition.design import Design
     from scythe_oo.definition.errors import (
+        DesignError,
         ExperimentDefinitionError,
         OutputValidationError,
         RunFailedError,
@@ -49,6 +51,8 @@ if TYPE_CHECKING:
 _PUBLIC: dict[str, str] = {
     "REGISTRY": "scythe_oo.definition.base",
     "ArtifactStore": "scythe_oo.storage.base",
+    "Design": "scythe_oo.definition.design",
+    "DesignError": "scythe_oo.definition.errors",
     "Engine": "scythe_oo.engine.protocol",
     "Experiment": "scythe_oo.experiment",
     "ExperimentDefinitionError": "scythe_oo.definition.errors",
@@ -83,6 +87,8 @@ _PUBLIC: dict[str, str] = {
 __all__ = [
     "REGISTRY",
     "ArtifactStore",
+    "Design",
+    "DesignError",
     "Engine",
     "Experiment",
     "ExperimentDefinitionError",

@@ -16,9 +16,11 @@ import pyarrow as pa
 import yaml
 
 from scythe_oo.definition.base import AnyExperiment
+from scythe_oo.definition.design import Design
 from scythe_oo.definition.portable import to_portable
 from scythe_oo.definition.recursion import RecursionPolicy
 from scythe_oo.definition.spec import ExperimentInputSpec
+from scythe_oo.driver.code_version import code_version_soon
 from scythe_oo.driver.input_files import (
     Uploaded,
     input_artifacts_yaml,
@@ -63,6 +65,8 @@ def allocate_run(
 ) -> ExperimentRun:
     """Validate ``specs``, write a versioned run folder and hand it to the engine."""
     one_off = isinstance(specs, ExperimentInputSpec)
+    design = getattr(specs, "design", None)  # sampled specs say how they were drawn
+    code_version = code_version_soon(cls)
     with paused_gc():
         items = [specs] if one_off else as_list(cls, specs)
         scan = scan_specs(cls, items)
@@ -85,6 +89,8 @@ def allocate_run(
         collector=to_portable(collector),
         n_specs=len(items),
         one_off=one_off,
+        design=design.to_dict() if isinstance(design, Design) else None,
+        code_version=code_version(),
     )
 
     def fill(layout: RunLayout) -> None:
