@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     )
     from scythe_oo.definition.timeouts import Timeouts
     from scythe_oo.definition.version import __version__
+    from scythe_oo.driver.estimate import Estimate
     from scythe_oo.driver.run import ExperimentRun
     from scythe_oo.engine.protocol import Engine
     from scythe_oo.engines.hatchet.engine import HatchetEngine
@@ -54,6 +55,7 @@ _PUBLIC: dict[str, str] = {
     "Design": "scythe_oo.definition.design",
     "DesignError": "scythe_oo.definition.errors",
     "Engine": "scythe_oo.engine.protocol",
+    "Estimate": "scythe_oo.driver.estimate",
     "Experiment": "scythe_oo.experiment",
     "ExperimentDefinitionError": "scythe_oo.definition.errors",
     "ExperimentInputSpec": "scythe_oo.definition.spec",
@@ -90,6 +92,7 @@ __all__ = [
     "Design",
     "DesignError",
     "Engine",
+    "Estimate",
     "Experiment",
     "ExperimentDefinitionError",
     "ExperimentInputSpec",
