@@ -208,7 +208,8 @@ def test_a_run_without_a_design_or_failures_still_reports(tmp_path: Path) -> Non
     assert "no design was recorded" in text and "No leaf failed." in text
     parsed = Page(text)
     assert len(parsed.sources) == 4 and parsed.sections[-1] == "leaves"
-    assert "n/a (constant)" in text  # noise, k and mode never change
+    # noise and k never change: no rank correlation (for both outputs, y and z)
+    assert text.count('<td class="num">n/a</td>') == 2 * 2
 
 
 def test_a_run_that_has_not_finished_has_no_report_yet(tmp_path: Path) -> None:
@@ -253,3 +254,32 @@ def test_the_design_section_lists_sampled_and_held_fields(tmp_path: Path) -> Non
     assert cells[cells.index("x") + 1 : cells.index("x") + 3] == ["real", "[0, 1]"]
     assert cells[cells.index("mode") + 1] == "b"
     assert "<th>S1</th>" not in text  # Sobol indices only for a Sobol design
+
+
+class Shaded(ExperimentInputSpec):
+    x: float = Field(ge=0, le=1)
+    shade: float | None = Field(default=None, ge=0, le=1)
+
+
+class Gappy(ExperimentOutputSpec):
+    y: float
+    z: float
+
+
+class WithGaps(Experiment[Shaded, Gappy]):
+    name = "test_report_gaps"
+
+    def run(self, spec: Shaded, ctx: LeafContext) -> Gappy:
+        shade = spec.shade or 0.0
+        return Gappy(y=spec.x + 10 * shade, z=float("nan") if spec.x < 0.5 else spec.x)
+
+
+def test_missing_inputs_and_outputs_are_left_out_not_fatal(tmp_path: Path) -> None:
+    specs = [Shaded(x=i / 29, shade=None if i % 3 == 0 else (i % 7) / 7) for i in range(30)]
+    run = WithGaps.allocate(specs, store=LocalStore(tmp_path)).wait()
+    data = gather_report_data(run.store, run.layout, run.manifest())
+    by_input = {f.input: f for f in data.sensitivity["y"]}
+    assert by_input["shade"].value > 0.8  # ranked on the 20 specs that have a shade
+    assert data.histograms["z"].missing == 15 and int(data.histograms["z"].counts.sum()) == 15
+    text = run.report(tmp_path / "gaps.html").read_text()
+    assert len(Page(text).sources) == 1 + 2 + 1

@@ -104,10 +104,12 @@ def against_inputs(
     for ax, name in zip(axes, inputs, strict=True):
         if name in numeric:
             x = rows[name].to_numpy(dtype=float)
-            if len(y) > SCATTER_UP_TO:
-                ax.hexbin(x, y, gridsize=30, bins="log", cmap="Blues", mincnt=1)
+            present = np.isfinite(x)  # an optional input may be missing
+            x, shown = x[present], y[present]
+            if len(shown) > SCATTER_UP_TO:
+                ax.hexbin(x, shown, gridsize=30, bins="log", cmap="Blues", mincnt=1)
             else:
-                ax.scatter(x, y, s=6, alpha=0.6, color=COLOR, linewidths=0)
+                ax.scatter(x, shown, s=6, alpha=0.6, color=COLOR, linewidths=0)
         else:
             _box(ax, rows[name], y)
         ax.set_xlabel(name, fontsize=8)

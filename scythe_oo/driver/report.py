@@ -269,7 +269,7 @@ def _influence_table(found: list[Influence], sobol: bool) -> str:
     head += "<th>S1</th></tr>" if sobol else "</tr>"
     rows = []
     for item in found:
-        value = f"{item.value:+.3f}" if math.isfinite(item.value) else "n/a (constant)"
+        value = f"{item.value:+.3f}" if math.isfinite(item.value) else "n/a"
         width = round(120 * item.strength)
         bar = f'<span class="bar{" neg" if item.value < 0 else ""}" style="width:{width}px"></span>'
         s1 = ""

@@ -105,7 +105,16 @@ def rank_inputs(
 
 
 def _spearman(rx: np.ndarray, ry: np.ndarray) -> float:
-    """Pearson's correlation of ranks; NaN when either side is constant."""
+    """Pearson's correlation of ranks; NaN when either side is constant.
+
+    Rows where the input is missing (an optional input left at None) are left out, and both
+    sides ranked again without them.
+    """
+    missing = np.isnan(rx)
+    if missing.any():
+        keep = ~missing
+        rx = pd.Series(rx[keep]).rank().to_numpy(dtype=float)
+        ry = pd.Series(ry[keep]).rank().to_numpy(dtype=float)
     if len(ry) < 3 or rx.std() == 0 or ry.std() == 0:
         return math.nan
     return float(np.corrcoef(rx, ry)[0, 1])
