@@ -502,3 +502,11 @@ def test_not_indexed_fields_can_be_held_or_chosen() -> None:
     specs = Curves.sample(10, choices={"curve": [[1.0, 2.0], [3.0]]})
     assert {tuple(s.curve) for s in specs} <= {(1.0, 2.0), (3.0,)}
     assert Curves.sample(2, fixed={"curve": [0.5]})[0].curve == [0.5]
+
+
+def test_a_grid_records_the_levels_asked_so_it_draws_the_same_grid_again() -> None:
+    few = numeric_model(1, 3, False, False, log=False, integer=True)
+    grid = few.sample(method="grid", levels=5)
+    assert sorted(s.x for s in grid) == [1, 2, 3]  # only three integers to choose from
+    assert grid.design.levels == {"x": 5} and grid.design.n == 3
+    assert _plain(few.sample(**grid.design.arguments())) == _plain(grid)

@@ -57,9 +57,8 @@ def sample_specs(
         raise DesignError(f"{where}: chunk_size must be a positive integer, got {chunk_size!r}.")
     space = design_space(model, fixed=fixed or {}, choices=choices or {}, ranges=ranges or {})
     if method == "grid":
-        grid = _grid_levels(where, space, levels)
+        grid, resolved = _grid_levels(where, space, levels)
         n = _grid_size(where, space, grid, n, max_grid)
-        resolved = {d.name: len(grid[i]) for i, d in enumerate(space.dimensions) if not d.values}
     else:
         if levels is not None:
             raise DesignError(f"{where}: levels= is for method='grid' only.")
@@ -108,8 +107,8 @@ def sample_specs(
 # --------------------------------------------------------------------------- unit points
 
 
-def _unit_blocks(method: str, n: int, d: int, seed: int, rows: int) -> Iterator[list[list[Any]]]:
-    """Blocks of at most ``rows`` points, as one value list per dimension."""
+def _unit_blocks(method: str, n: int, d: int, seed: int, rows: int) -> Iterator[list[Any]]:
+    """Blocks of at most ``rows`` points of the unit hypercube, as one array per dimension."""
     if method == "lhs":
         # A Latin hypercube's strata depend on n, so it is drawn whole (n x d floats).
         whole = _engine("lhs", d, seed).random(n) if d else np.empty((n, 0))
@@ -150,8 +149,9 @@ def _columns(points: np.ndarray, d: int) -> list[Any]:
 
 def _grid_levels(
     where: str, space: DesignSpace, levels: int | Mapping[str, int] | None
-) -> list[list[Any]]:
-    """The values of each dimension in a full factorial."""
+) -> tuple[list[list[Any]], dict[str, int]]:
+    """The values of each dimension in a full factorial, and the levels asked of each numeric
+    one (what the design records: an integer field may have fewer distinct values)."""
     per_field: Mapping[str, int] = levels if isinstance(levels, Mapping) else {}
     numeric = [d.name for d in space.dimensions if d.kind is not DimensionKind.CATEGORY]
     extra = sorted(set(per_field) - set(numeric))
@@ -167,12 +167,15 @@ def _grid_levels(
             "levels={name: count} for each numeric field."
         )
     values = []
+    asked = {}
     for dimension in space.dimensions:
         count = per_field.get(dimension.name, levels if isinstance(levels, int) else 1)
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise DesignError(f"{where}: levels for {dimension.name} must be >= 1, got {count!r}.")
         values.append(dimension.levels(count))
-    return values
+        if dimension.name in numeric:
+            asked[dimension.name] = count
+    return values, asked
 
 
 def _grid_size(
@@ -194,7 +197,7 @@ def _grid_size(
     return size
 
 
-def _grid_blocks(grid: list[list[Any]], n: int, rows: int) -> Iterator[list[list[Any]]]:
+def _grid_blocks(grid: list[list[Any]], n: int, rows: int) -> Iterator[list[Any]]:
     """Blocks of grid points in row-major order (the last field varies fastest)."""
     shape = tuple(len(v) for v in grid)
     for start in range(0, n, rows):
