@@ -75,17 +75,19 @@ def row(
 # --------------------------------------------------------------------------- child processes
 
 
-def run_child(args: list[str], timeout: float = CHILD_TIMEOUT) -> dict[str, Any]:
-    """``benchmarks.gather_child`` in a fresh process. Its RSS is also sampled from here, so a
-    side stopped for time (``timeout``) or memory (``RSS_CAP``) still reports how much memory
-    it had reached: a lower bound of its peak."""
+def run_child(
+    args: list[str], timeout: float = CHILD_TIMEOUT, module: str = "benchmarks.gather_child"
+) -> dict[str, Any]:
+    """``module`` (``benchmarks.gather_child`` by default) in a fresh process. Its RSS is also
+    sampled from here, so a side stopped for time (``timeout``) or memory (``RSS_CAP``) still
+    reports how much memory it had reached: a lower bound of its peak."""
     with (
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
         tempfile.TemporaryDirectory(prefix="scythe-bench-") as scratch,
     ):
         proc = subprocess.Popen(
-            [sys.executable, "-m", "benchmarks.gather_child", *args, "--scratch", scratch],
+            [sys.executable, "-m", module, *args, "--scratch", scratch],
             stdout=out,
             stderr=err,
             cwd=ROOT,
@@ -264,7 +266,47 @@ def scaling(quick: bool) -> dict[str, Any]:
     }
 
 
-# --------------------------------------------------------------------------- 4. hatchet_throughput
+# --------------------------------------------------------------------------- 4. report_scale
+
+REPORT_CHILD = "benchmarks.report_child"
+REPORT_RSS_MIB = 1024
+REPORT_SECONDS = 60
+
+
+def report_scale(quick: bool) -> dict[str, Any]:
+    """``run.report()`` of a 10^6-row run (10 inputs, 10 outputs, 2% failures, a Sobol design),
+    in a fresh process, against the issue's budget: 1 GiB and 60 s. The run folder is built
+    synthetically by another process (``benchmarks.report_child --build``)."""
+    n = 100_000 if quick else 1_000_000
+    with tempfile.TemporaryDirectory(prefix="scythe-bench-report-") as root:
+        built = run_child(["--build", "--root", root, "--n", str(n)], module=REPORT_CHILD)
+        if built.get("error"):
+            raise RuntimeError(f"building the synthetic run failed: {built['error']}")
+        measured = run_child(["--root", root], module=REPORT_CHILD)
+    if measured.get("seconds") is None:
+        raise RuntimeError(f"the report failed: {measured}")
+    rss, seconds = measured["peak_rss_mib"], measured["seconds"]
+    label = f"10^{len(str(n)) - 1} rows"
+    rows = [
+        row(
+            f"report peak RSS MiB ({label})",
+            round(rss),
+            REPORT_RSS_MIB,
+            rss / REPORT_RSS_MIB,
+            "<=1.0",
+        ),
+        row(
+            f"report seconds ({label})",
+            round(seconds, 1),
+            REPORT_SECONDS,
+            seconds / REPORT_SECONDS,
+            "<=1.0",
+        ),
+    ]
+    return {"n": n, "report": measured, "rows": rows}
+
+
+# --------------------------------------------------------------------------- 5. hatchet_throughput
 
 
 def _hatchet_env() -> dict[str, str] | None:
@@ -416,6 +458,7 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
     "local_overhead": local_overhead,
     "gather_scale": gather_scale,
     "scaling": scaling,
+    "report_scale": report_scale,
     "hatchet_throughput": hatchet_throughput,
 }
 

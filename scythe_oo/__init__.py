@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from scythe_oo.definition.base import REGISTRY
     from scythe_oo.definition.context import LeafContext
+    from scythe_oo.definition.design import Design
     from scythe_oo.definition.errors import (
+        DesignError,
         ExperimentDefinitionError,
         OutputValidationError,
         RunFailedError,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     )
     from scythe_oo.definition.timeouts import Timeouts
     from scythe_oo.definition.version import __version__
+    from scythe_oo.driver.estimate import Estimate
     from scythe_oo.driver.run import ExperimentRun
     from scythe_oo.engine.protocol import Engine
     from scythe_oo.engines.hatchet.engine import HatchetEngine
@@ -49,7 +52,10 @@ if TYPE_CHECKING:
 _PUBLIC: dict[str, str] = {
     "REGISTRY": "scythe_oo.definition.base",
     "ArtifactStore": "scythe_oo.storage.base",
+    "Design": "scythe_oo.definition.design",
+    "DesignError": "scythe_oo.definition.errors",
     "Engine": "scythe_oo.engine.protocol",
+    "Estimate": "scythe_oo.driver.estimate",
     "Experiment": "scythe_oo.experiment",
     "ExperimentDefinitionError": "scythe_oo.definition.errors",
     "ExperimentInputSpec": "scythe_oo.definition.spec",
@@ -83,7 +89,10 @@ _PUBLIC: dict[str, str] = {
 __all__ = [
     "REGISTRY",
     "ArtifactStore",
+    "Design",
+    "DesignError",
     "Engine",
+    "Estimate",
     "Experiment",
     "ExperimentDefinitionError",
     "ExperimentInputSpec",

@@ -9,16 +9,19 @@ class, but only ever calls the hooks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Iterable
 from typing import Any, ClassVar, Generic
 
 from scythe_oo.definition.base import ExperimentBase, InputT, OutputT
 from scythe_oo.definition.checks import fail
 from scythe_oo.definition.recursion import RecursionPolicy
 from scythe_oo.driver.allocate import allocate_run
+from scythe_oo.driver.estimate import Estimate, estimate_sweep
 from scythe_oo.driver.resolve import resolve_store
 from scythe_oo.driver.run import ExperimentRun, list_runs
 from scythe_oo.engine.protocol import Engine
+from scythe_oo.engines.local import LocalEngine
 from scythe_oo.runfolder.versions import SemVer
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.collector import ResultCollector
@@ -51,7 +54,7 @@ class Experiment(ExperimentBase[InputT, OutputT], Generic[InputT, OutputT]):
     @classmethod
     def allocate(
         cls,
-        specs: InputT | Sequence[InputT],
+        specs: InputT | Iterable[Any] | str | os.PathLike[str],
         *,
         version: str | SemVer | None = None,
         store: ArtifactStore | None = None,
@@ -61,9 +64,12 @@ class Experiment(ExperimentBase[InputT, OutputT], Generic[InputT, OutputT]):
     ) -> ExperimentRun:
         """Validate ``specs``, write a versioned run folder and start the run.
 
-        A sequence runs through the scatter/gather tree; a single spec is a one-off run.
-        Nothing is written unless every spec is valid, and the caller's objects are not
-        modified. Returns at once; call ``.wait()`` on the result to block.
+        ``specs`` is one spec (a one-off run), or many: a sequence, a generator, chunks of
+        specs (as ``MyInput.sample(..., chunk_size=...)`` yields), a DataFrame with one row
+        per spec, or a path to a .pq, .csv or .jsonl file. They are read a chunk at a time, so
+        a sweep need not fit in memory. Nothing is written unless every spec is valid and
+        storable, and the caller's objects are not modified. Returns at once; call
+        ``.wait()`` on the result to block.
         """
         return allocate_run(
             cls,
@@ -73,6 +79,39 @@ class Experiment(ExperimentBase[InputT, OutputT], Generic[InputT, OutputT]):
             engine=engine,
             recursion=recursion,
             collector=collector,
+        )
+
+    @classmethod
+    def estimate(
+        cls,
+        specs: Any,
+        *,
+        pilot: int = 50,
+        workers: int | None = None,
+        cost_per_core_hour: float | None = None,
+        seed: int = 0,
+        pilot_workers: int | None = None,
+        progress: bool | None = None,
+    ) -> Estimate:
+        """Run ``pilot`` specs drawn at random from ``specs`` here, and project the sweep.
+
+        Reports each leaf's wall time (median, p90, max), peak memory and the failure rate,
+        then projects the wall time on ``workers`` workers (default: this machine's CPUs),
+        the core-hours and, given ``cost_per_core_hour``, the cost; and suggests
+        ``min_batch_seconds`` and a timeout. ``print()`` the result. The pilot runs on
+        ``pilot_workers`` local processes (default: one per CPU), one leaf per batch, in a
+        temporary store: it writes no run folder and bumps no version.
+        """
+        engine = LocalEngine(max_workers=pilot_workers, min_batch_seconds=0.0)
+        return estimate_sweep(
+            cls,
+            specs,
+            pilot=pilot,
+            workers=workers or os.cpu_count() or 1,
+            cost_per_core_hour=cost_per_core_hour,
+            seed=seed,
+            engine=engine,
+            progress=progress,
         )
 
     @classmethod

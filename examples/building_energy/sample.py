@@ -1,8 +1,9 @@
 """Random designs to feed to ``SimulateEnergy``.
 
-Uniform random sampling is the simplest design of experiments that still
-covers the space evenly on average; swap in Latin hypercube or Sobol sampling
-if you need fewer runs for the same coverage.
+Uniform random sampling written by hand: the simplest design of experiments
+that still covers the space evenly on average. ``design.py`` draws a Latin
+hypercube from ``BuildingInput``'s own bounds instead (``BuildingInput.sample``),
+which covers the space as well with fewer runs.
 """
 
 from __future__ import annotations

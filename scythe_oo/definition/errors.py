@@ -19,6 +19,10 @@ class SpecValidationError(ScytheError, ValueError):
     """One or more specs handed to ``allocate`` are invalid; nothing was written."""
 
 
+class DesignError(ScytheError, ValueError):
+    """Specs cannot be sampled from the input schema and the arguments given."""
+
+
 class UnknownExperimentError(ScytheError, KeyError):
     """A name was looked up that no registered Experiment carries."""
 

@@ -15,20 +15,23 @@ import json
 import types
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import attrs
 import pyarrow as pa
 from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
-from scythe_oo.definition.errors import ExperimentDefinitionError
-from scythe_oo.definition.spec import (
+from scythe_oo.definition.annotations import (
     FILE_REFERENCE_MARKER,
     NOT_INDEXED_MARKER,
-    ExperimentInputSpec,
-    ExperimentOutputSpec,
+    field_annotation,
+    has_marker,
+    split_optional,
+    strip_annotated,
 )
+from scythe_oo.definition.errors import ExperimentDefinitionError
+from scythe_oo.definition.spec import ExperimentInputSpec, ExperimentOutputSpec
 
 INDEX_PREFIX = ("experiment_id", "sort_index", "root_workflow_run_id")
 """The first index levels of every results table, in order."""
@@ -71,32 +74,6 @@ class FieldPlan:
     optional: bool
 
 
-def _strip_annotated(tp: Any) -> tuple[Any, tuple[Any, ...]]:
-    metadata: tuple[Any, ...] = ()
-    while get_origin(tp) is Annotated:
-        args = get_args(tp)
-        tp, metadata = args[0], metadata + tuple(args[1:])
-    return tp, metadata
-
-
-def _has_marker(tp: Any, marker: object) -> bool:
-    base, metadata = _strip_annotated(tp)
-    if any(m is marker for m in metadata):
-        return True
-    return any(_has_marker(arg, marker) for arg in get_args(base))
-
-
-def _split_optional(tp: Any) -> tuple[Any, bool]:
-    base, _ = _strip_annotated(tp)
-    if get_origin(base) in (Union, types.UnionType):
-        args = [a for a in get_args(base) if a is not type(None)]
-        optional = len(args) < len(get_args(base))
-        if len(args) == 1:
-            return args[0], optional
-        return base, optional
-    return base, False
-
-
 _SCALAR_ARROW: list[tuple[type, pa.DataType]] = [
     (bool, pa.bool_()),
     (int, pa.int64()),
@@ -109,7 +86,7 @@ _SCALAR_ARROW: list[tuple[type, pa.DataType]] = [
 
 def scalar_arrow_type(tp: Any) -> pa.DataType | None:
     """The Arrow type of a scalar annotation, or None when the annotation is not a scalar."""
-    base, _ = _strip_annotated(tp)
+    base, _ = strip_annotated(tp)
     if get_origin(base) is Literal:
         kinds = {type(v) for v in get_args(base)}
         types_ = [scalar_arrow_type(k) for k in kinds]
@@ -136,11 +113,11 @@ def scalar_arrow_type(tp: Any) -> pa.DataType | None:
 
 def plan_field(owner: type[BaseModel], name: str, annotation: Any) -> FieldPlan:
     """Classify one field of ``owner``; raise ExperimentDefinitionError when it cannot be stored."""
-    inner, optional = _split_optional(annotation)
-    if _has_marker(annotation, NOT_INDEXED_MARKER):
+    inner, optional = split_optional(annotation)
+    if has_marker(annotation, NOT_INDEXED_MARKER):
         return FieldPlan(name, FieldKind.NOT_INDEXED, pa.string(), optional)
-    if _has_marker(annotation, FILE_REFERENCE_MARKER):
-        origin = get_origin(_strip_annotated(inner)[0])
+    if has_marker(annotation, FILE_REFERENCE_MARKER):
+        origin = get_origin(strip_annotated(inner)[0])
         if origin in (list, tuple, Sequence, set, frozenset):
             return FieldPlan(name, FieldKind.FILE_LIST, pa.string(), optional)
         return FieldPlan(name, FieldKind.FILE, pa.string(), optional)
@@ -171,12 +148,12 @@ class ExperimentSchema:
     ) -> ExperimentSchema:
         bookkeeping = set(ExperimentInputSpec.BOOKKEEPING_FIELDS)
         inputs = tuple(
-            plan_field(input_type, name, _annotation(info))
+            plan_field(input_type, name, field_annotation(info))
             for name, info in input_type.model_fields.items()
             if name not in bookkeeping
         )
         outputs = tuple(
-            plan_field(output_type, name, _annotation(info))
+            plan_field(output_type, name, field_annotation(info))
             for name, info in output_type.model_fields.items()
             if name != "dataframes"
         )
@@ -260,14 +237,6 @@ def _claim(taken: dict[str, str], name: str, side: str) -> None:
             f"{side.split(' ')[0]} so that every column has one meaning."
         )
     taken[name] = side
-
-
-def _annotation(info: Any) -> Any:
-    """A field's annotation with its metadata (pydantic strips Annotated into .metadata)."""
-    annotation = info.annotation
-    if info.metadata:
-        return Annotated[(annotation, *info.metadata)]
-    return annotation
 
 
 def index_value(plan: FieldPlan, value: Any) -> Any:

@@ -6,8 +6,9 @@ say where it belongs, but users never fill them in: ``allocate`` assigns them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Self, overload
 
 import pandas as pd
 from pydantic import (
@@ -22,23 +23,9 @@ from pydantic import (
     UrlConstraints,
 )
 
-
-class _FileReferenceMarker:
-    """Tags an annotation as a file reference so the framework can find such fields."""
-
-    def __repr__(self) -> str:
-        return "FileReference"
-
-
-class _NotIndexedMarker:
-    """Tags an input field that must stay out of the results index."""
-
-    def __repr__(self) -> str:
-        return "NotIndexed"
-
-
-FILE_REFERENCE_MARKER = _FileReferenceMarker()
-NOT_INDEXED_MARKER = _NotIndexedMarker()
+from scythe_oo.definition.annotations import FILE_REFERENCE_MARKER, NOT_INDEXED_MARKER
+from scythe_oo.definition.design import SampledSpecs, SpecChunks
+from scythe_oo.definition.sampling import MAX_GRID, Method, sample_specs
 
 S3Url = Annotated[AnyUrl, UrlConstraints(allowed_schemes=["s3"], host_required=True)]
 
@@ -121,6 +108,81 @@ class ExperimentInputSpec(BaseModel):
         add others. Values must be scalars and every spec must produce the same keys.
         """
         return {name: getattr(self, name) for name in type(self).model_computed_fields}
+
+    @overload
+    @classmethod
+    def sample(
+        cls,
+        n: int | None = None,
+        method: Method = "lhs",
+        *,
+        seed: int = 0,
+        fixed: Mapping[str, Any] | None = None,
+        choices: Mapping[str, Sequence[Any]] | None = None,
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+        levels: int | Mapping[str, int] | None = None,
+        max_grid: int = MAX_GRID,
+        chunk_size: None = None,
+    ) -> SampledSpecs[Self]: ...
+
+    @overload
+    @classmethod
+    def sample(
+        cls,
+        n: int | None = None,
+        method: Method = "lhs",
+        *,
+        seed: int = 0,
+        fixed: Mapping[str, Any] | None = None,
+        choices: Mapping[str, Sequence[Any]] | None = None,
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+        levels: int | Mapping[str, int] | None = None,
+        max_grid: int = MAX_GRID,
+        chunk_size: int,
+    ) -> SpecChunks[Self]: ...
+
+    @classmethod
+    def sample(
+        cls,
+        n: int | None = None,
+        method: Method = "lhs",
+        *,
+        seed: int = 0,
+        fixed: Mapping[str, Any] | None = None,
+        choices: Mapping[str, Sequence[Any]] | None = None,
+        ranges: Mapping[str, tuple[float, float]] | None = None,
+        levels: int | Mapping[str, int] | None = None,
+        max_grid: int = MAX_GRID,
+        chunk_size: int | None = None,
+    ) -> SampledSpecs[Self] | SpecChunks[Self]:
+        """``n`` validated specs drawn from the design space the schema declares.
+
+        The schema is the design: numeric fields range over their ``ge``/``gt``/``le``/``lt``
+        bounds (an exclusive bound is never drawn; ``json_schema_extra={"scale": "log"}`` draws
+        on a log scale), integers are drawn as integers, and ``Literal``, ``Enum`` and ``bool``
+        fields over their values. ``ranges`` narrows a numeric field, ``choices`` lists the
+        values of any field (file references need it), and ``fixed`` holds a field at one value.
+        A field that cannot be placed and has no default is a DesignError naming each one.
+
+        ``method`` is ``lhs`` (Latin hypercube), ``sobol`` (scrambled; best at n a power of 2),
+        ``halton``, ``random`` or ``grid`` (the full factorial of ``levels`` per numeric field
+        and every category; ``n`` follows from it, and more than ``max_grid`` specs is refused).
+        The same arguments always give the same specs. The result carries ``.design``, which
+        ``allocate`` records in manifest.yml. With ``chunk_size`` the specs are not made until
+        iterated, ``chunk_size`` at a time (a SpecChunks), so 10^6 of them never exist at once.
+        """
+        return sample_specs(
+            cls,
+            n,
+            method,
+            seed=seed,
+            fixed=fixed,
+            choices=choices,
+            ranges=ranges,
+            levels=levels,
+            max_grid=max_grid,
+            chunk_size=chunk_size,
+        )
 
 
 class ExperimentOutputSpec(BaseModel):

@@ -18,9 +18,11 @@ from typing import Any
 import yaml
 
 from scythe_oo.definition.base import AnyExperiment
+from scythe_oo.definition.design import Design
 from scythe_oo.definition.portable import to_portable
 from scythe_oo.definition.recursion import RecursionPolicy
 from scythe_oo.definition.spec import ExperimentInputSpec
+from scythe_oo.driver.code_version import code_version_soon
 from scythe_oo.driver.prepare import prepare_specs
 from scythe_oo.driver.resolve import (
     check_strategies_travel,
@@ -52,6 +54,8 @@ def allocate_run(
 ) -> ExperimentRun:
     """Check ``specs``, write a versioned run folder and hand it to the engine."""
     one_off = isinstance(specs, ExperimentInputSpec)
+    design = getattr(specs, "design", None)  # sampled specs say how they were drawn
+    code_version = code_version_soon(cls)
     store = resolve_store(cls, store)
     engine = resolve_engine(cls, engine)
     recursion = resolve_recursion(cls, recursion)
@@ -72,6 +76,8 @@ def allocate_run(
             collector=to_portable(collector),
             n_specs=prepared.count,
             one_off=one_off,
+            design=design.to_dict() if isinstance(design, Design) else None,
+            code_version=code_version(),
         )
 
         def fill(layout: RunLayout) -> None:

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from scythe_oo.definition.base import REGISTRY, AnyExperiment
 from scythe_oo.definition.errors import RunFailedError
+from scythe_oo.driver.report import write_report
 from scythe_oo.driver.resolve import resolve_engine
 from scythe_oo.driver.results import RunResults
 from scythe_oo.driver.submit import submit_run
@@ -185,6 +186,16 @@ class ExperimentRun:
         )
         handle = submit_run(cls, self.store, self.layout, manifest, engine)
         return ExperimentRun(store=self.store, layout=self.layout, experiment=cls, handle=handle)
+
+    def report(self, path: str | Path | None = None) -> Path:
+        """Write the run's report, one self-contained HTML file, and return its path.
+
+        Metadata, design, a histogram of every output, outputs against inputs, sensitivity,
+        failures and leaf timings; it opens offline. ``path=None`` writes ``report.html`` into
+        the run folder when the store is local, else a file in the working directory. Needs
+        the ``[report]`` extra (matplotlib).
+        """
+        return write_report(self.store, self.layout, self.manifest(), path)
 
     def download(self, dest: str | Path) -> Path:
         """Copy the run folder's final tables and metadata into ``dest``.

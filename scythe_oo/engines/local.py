@@ -47,9 +47,18 @@ class LocalEngine:
     split_above: int = attrs.field(
         default=SPLIT_ABOVE, validator=[attrs.validators.instance_of(int), attrs.validators.ge(0)]
     )
+    min_batch_seconds: float | None = attrs.field(
+        default=None,
+        validator=attrs.validators.optional(
+            [attrs.validators.instance_of(int | float), attrs.validators.ge(0)]
+        ),
+    )
+    """Overrides the experiment's ``min_batch_seconds`` for runs on this engine. 0 runs each
+    leaf in a batch of its own, so its peak memory is its own: the pilot estimate does that."""
 
     def submit(self, plan: RunPlan) -> LocalRunHandle:
-        handle = LocalRunHandle(plan, self.max_workers or os.cpu_count() or 1, self.split_above)
+        workers = self.max_workers or os.cpu_count() or 1
+        handle = LocalRunHandle(plan, workers, self.split_above, self.min_batch_seconds)
         handle.start()
         return handle
 
@@ -77,10 +86,17 @@ _LIVE_LOCK = threading.Lock()
 class LocalRunHandle:
     """A run executing in a background thread of this process."""
 
-    def __init__(self, plan: RunPlan, workers: int, split_above: int) -> None:
+    def __init__(
+        self,
+        plan: RunPlan,
+        workers: int,
+        split_above: int,
+        min_batch_seconds: float | None = None,
+    ) -> None:
         self.plan = plan
         self.workers = workers
         self.split_above = split_above
+        self.min_batch_seconds = min_batch_seconds
         self.done = 0
         self.failed = 0
         self.state: RunState = "queued"

@@ -43,6 +43,7 @@ class PoolOwner(Protocol):
     """What the dispatcher needs of the run it serves: the pool, and counters to update."""
 
     split_above: int
+    min_batch_seconds: float | None
     done: int
     failed: int
     leaf_pool: LeafPool
@@ -112,7 +113,8 @@ class LocalDispatcher:
         settings = Settings.from_env()
         self.timeout_seconds = settings.leaf_timeouts(cls.timeouts).execution.total_seconds()
         self.retries = cls.retries
-        self.min_batch_seconds = float(cls.min_batch_seconds)
+        override = handle.min_batch_seconds
+        self.min_batch_seconds = float(cls.min_batch_seconds if override is None else override)
         self.run = RunContext(experiment_id=plan.layout.experiment_id, store=plan.store)
         self.seconds_per_leaf: float | None = None
         # Two batches per worker keep every process busy while the next batch is sized.

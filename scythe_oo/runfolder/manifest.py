@@ -81,6 +81,12 @@ class Manifest:
     error: str | None = None
     attempts: list[dict[str, Any]] = attrs.field(factory=list)
     scythe_oo_version: str = __version__
+    design: dict[str, Any] | None = None
+    """How the specs were sampled (``Design.to_dict()``), when they were; enough to draw
+    them again."""
+    code_version: dict[str, Any] | None = None
+    """The git commit, branch and dirty flag of the repository holding the experiment's code,
+    when it is in one."""
 
     def evolve(self, **changes: Any) -> Manifest:
         return attrs.evolve(self, **changes)
