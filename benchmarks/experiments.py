@@ -7,8 +7,9 @@ the baselines call, so both sides execute exactly the same leaf code.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
+from benchmarks.leaves import INPUTS, OUTPUTS, compute, inputs_of
 from scythe_oo import (
     Experiment,
     ExperimentInputSpec,
@@ -106,3 +107,69 @@ class BenchWide(Experiment[WideInput, WideOutput]):
 
     def run(self, spec: WideInput, ctx: LeafContext) -> WideOutput:
         return wide(spec)
+
+
+class TenInput(ExperimentInputSpec):
+    """Ten float inputs: the index of the peers' common results table."""
+
+    x0: float
+    x1: float
+    x2: float
+    x3: float
+    x4: float
+    x5: float
+    x6: float
+    x7: float
+    x8: float
+    x9: float
+
+
+class TenOutput(ExperimentOutputSpec):
+    y0: float
+    y1: float
+    y2: float
+    y3: float
+    y4: float
+    y5: float
+    y6: float
+    y7: float
+    y8: float
+    y9: float
+
+
+def ten_spec(i: int) -> TenInput:
+    """Spec ``i`` of the common sweep (the same numbers as ``benchmarks.leaves.inputs_of``)."""
+    return TenInput(**dict(zip(INPUTS, inputs_of(i), strict=True)))
+
+
+class BenchTen(Experiment[TenInput, TenOutput]):
+    """The common leaf of peers.py, cores.py, huge.py and hatchet_compare.py, no-op version.
+
+    Subclasses only change ``spin_s``: they are separate classes (not a parameter) so that a
+    Hatchet worker serving ``benchmarks.experiments`` has each of them by name.
+    """
+
+    name = "bench_ten"
+    spin_s: ClassVar[float] = 0.0
+
+    def run(self, spec: TenInput, ctx: LeafContext) -> TenOutput:
+        x = [getattr(spec, f) for f in INPUTS]
+        return TenOutput(**dict(zip(OUTPUTS, compute(x, self.spin_s), strict=True)))
+
+
+class BenchTen2ms(BenchTen):
+    """The common leaf after 2 ms of CPU."""
+
+    name = "bench_ten_2ms"
+    spin_s = 0.002
+
+
+class BenchTen20ms(BenchTen):
+    """The common leaf after 20 ms of CPU."""
+
+    name = "bench_ten_20ms"
+    spin_s = 0.020
+
+
+TEN_BY_MS: dict[int, type[BenchTen]] = {0: BenchTen, 2: BenchTen2ms, 20: BenchTen20ms}
+"""The common experiment for each leaf cost in milliseconds of CPU."""

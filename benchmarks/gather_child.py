@@ -13,9 +13,6 @@ of JSON: wall seconds, the peak RSS of this process (the driver) and of its larg
 from __future__ import annotations
 
 import argparse
-import json
-import resource
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -23,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from benchmarks.child import emit, peak_rss_mib
 from benchmarks.experiments import BenchNoop, BenchWide, NoopInput, noop, wide, wide_spec
 from scythe_oo import (
     ExperimentInputSpec,
@@ -109,16 +107,14 @@ def main() -> None:
     else:
         size = run_baseline(args.experiment, specs, args.workers, args.scratch / "scalars.pq")
     seconds = time.perf_counter() - started
-    mib = 1024  # ru_maxrss is in KiB on Linux
-    report = {
-        "seconds": seconds,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / mib,
-        "children_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / mib,
-        "specs_rss_mib": rss_specs / 2**20,
-        "parquet_bytes": size,
-    }
-    print(json.dumps(report))
-    sys.stdout.flush()
+    emit(
+        {
+            "seconds": seconds,
+            **peak_rss_mib(),
+            "specs_rss_mib": rss_specs / 2**20,
+            "parquet_bytes": size,
+        }
+    )
 
 
 if __name__ == "__main__":

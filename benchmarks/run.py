@@ -11,35 +11,34 @@ benchmarks/results.json (one entry per benchmark, each with its own date and siz
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime as dt
 import json
-import os
-import platform
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from benchmarks.experiments import BenchNoop, NoopInput, noop
+from benchmarks.harness import (
+    CHILD_TIMEOUT,
+    ROOT,
+    environment,
+    format_table,
+    hatchet_env,
+    machine,
+    new_namespace,
+    run_child,
+    scythe_worker,
+    workers,
+)
 from scythe_oo import LocalEngine, LocalStore, RecursionPolicy
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results.json"
 WORKERS = 2
-CHILD_TIMEOUT = 20 * 60
-RSS_CAP = min(12 * 2**30, psutil.virtual_memory().total // 2)
-"""A side is stopped above this RSS: the machine is shared, and an OOM kill would hit others."""
+GATHER_CHILD = "benchmarks.gather_child"
 
 Row = dict[str, Any]
 
@@ -70,55 +69,6 @@ def row(
         "target": target,
         "met": met,
     }
-
-
-# --------------------------------------------------------------------------- child processes
-
-
-def run_child(
-    args: list[str], timeout: float = CHILD_TIMEOUT, module: str = "benchmarks.gather_child"
-) -> dict[str, Any]:
-    """``module`` (``benchmarks.gather_child`` by default) in a fresh process. Its RSS is also
-    sampled from here, so a side stopped for time (``timeout``) or memory (``RSS_CAP``) still
-    reports how much memory it had reached: a lower bound of its peak."""
-    with (
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-        tempfile.TemporaryDirectory(prefix="scythe-bench-") as scratch,
-    ):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module, *args, "--scratch", scratch],
-            stdout=out,
-            stderr=err,
-            cwd=ROOT,
-            start_new_session=True,  # its pool workers share its group: killpg ends them all
-        )
-        watched = psutil.Process(proc.pid)
-        sampled = 0
-        started = time.monotonic()
-        while proc.poll() is None:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                sampled = max(sampled, watched.memory_info().rss)
-            elapsed = time.monotonic() - started
-            if elapsed > timeout or sampled > RSS_CAP:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-                reason = f">{timeout:.0f}s" if elapsed > timeout else f"RSS cap at {elapsed:.0f}s"
-                return {
-                    "stopped": reason,
-                    "stopped_after_s": elapsed,
-                    "seconds": None,
-                    "sampled_peak_rss_mib": sampled / 2**20,
-                }
-            time.sleep(0.25)
-        out.seek(0)
-        err.seek(0)
-        if proc.returncode != 0:
-            tail = err.read().decode(errors="replace")[-2000:]
-            return {"error": f"exit {proc.returncode}: {tail}", "seconds": None}
-        report: dict[str, Any] = json.loads(out.read().decode().strip().splitlines()[-1])
-        report["sampled_peak_rss_mib"] = sampled / 2**20
-        return report
 
 
 def _fmt_side(report: dict[str, Any], key: str, unit: str) -> str:
@@ -184,8 +134,8 @@ def gather_scale(quick: bool) -> dict[str, Any]:
     # LocalEngine would choose, so the merge is exercised at every level.
     tree = ["--factor", "10", "--max-depth", "3", "--split-above", "0"]
     common = ["--experiment", "wide", "--n", str(n), *tree]
-    framework = run_child(["--side", "framework", *common])
-    baseline = run_child(["--side", "baseline", *common])
+    framework = run_child(GATHER_CHILD, ["--side", "framework", *common])
+    baseline = run_child(GATHER_CHILD, ["--side", "baseline", *common])
 
     def ratio(key: str) -> float | None:
         """framework / baseline; an upper bound when the baseline was stopped unfinished."""
@@ -231,7 +181,7 @@ def scaling(quick: bool) -> dict[str, Any]:
     for _ in range(reps):
         for n in sizes:
             args = ["--side", "framework", "--experiment", "noop", "--n", str(n)]
-            report = run_child([*args, "--factor", "10", "--max-depth", "1"])
+            report = run_child(GATHER_CHILD, [*args, "--factor", "10", "--max-depth", "1"])
             if report.get("seconds") is None:
                 raise RuntimeError(f"scaling run of {n} failed: {report}")
             runs[n].append(report)
@@ -279,10 +229,10 @@ def report_scale(quick: bool) -> dict[str, Any]:
     synthetically by another process (``benchmarks.report_child --build``)."""
     n = 100_000 if quick else 1_000_000
     with tempfile.TemporaryDirectory(prefix="scythe-bench-report-") as root:
-        built = run_child(["--build", "--root", root, "--n", str(n)], module=REPORT_CHILD)
+        built = run_child(REPORT_CHILD, ["--build", "--root", root, "--n", str(n)])
         if built.get("error"):
             raise RuntimeError(f"building the synthetic run failed: {built['error']}")
-        measured = run_child(["--root", root], module=REPORT_CHILD)
+        measured = run_child(REPORT_CHILD, ["--root", root])
     if measured.get("seconds") is None:
         raise RuntimeError(f"the report failed: {measured}")
     rss, seconds = measured["peak_rss_mib"], measured["seconds"]
@@ -309,87 +259,17 @@ def report_scale(quick: bool) -> dict[str, Any]:
 # --------------------------------------------------------------------------- 5. hatchet_throughput
 
 
-def _hatchet_env() -> dict[str, str] | None:
-    """Client settings of a running `scripts/hatchet-local`, or None when there is none."""
-    script = ROOT / "scripts" / "hatchet-local"
-    status = subprocess.run(["bash", str(script), "status"], capture_output=True, check=False)
-    if status.returncode != 0:
-        return None
-    listed = subprocess.run(
-        ["bash", str(script), "env"], capture_output=True, text=True, check=True, timeout=60
-    )
-    env = {}
-    for line in listed.stdout.splitlines():
-        if line.startswith("export ") and "=" in line:
-            name, _, value = line[len("export ") :].partition("=")
-            env[name] = value.strip().strip("'\"")
-    return env
-
-
-class Worker:
-    """A worker subprocess in its own session, healthy before ``start`` returns."""
-
-    def __init__(self, command: list[str], env: dict[str, str], log: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.log = log
-        health = {
-            "HATCHET_CLIENT_WORKER_HEALTHCHECK_ENABLED": "True",
-            "HATCHET_CLIENT_WORKER_HEALTHCHECK_PORT": str(self.port),
-            "HATCHET_CLIENT_WORKER_HEALTHCHECK_BIND_ADDRESS": "127.0.0.1",
-        }
-        with log.open("ab") as fh:
-            self.proc = subprocess.Popen(
-                command,
-                env={**os.environ, **env, **health, "PYTHONPATH": str(ROOT)},
-                stdout=fh,
-                stderr=subprocess.STDOUT,
-                cwd=ROOT,
-                start_new_session=True,
-            )
-
-    def wait_healthy(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"worker exited: {self.log.read_text()[-2000:]}")
-            try:
-                url = f"http://127.0.0.1:{self.port}/health"
-                with urllib.request.urlopen(url, timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError(f"worker never became healthy: {self.log.read_text()[-2000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
-def _with_namespace(env: dict[str, str], fn: Callable[[str], float]) -> float:
-    """Run ``fn`` with the engine's settings and a fresh namespace in os.environ (the SDK
-    reads its settings from there), restoring the environment afterwards."""
-    namespace = f"bench{uuid.uuid4().hex[:8]}_"
-    saved = dict(os.environ)
-    os.environ.update(env, HATCHET_CLIENT_NAMESPACE=namespace)
-    try:
+def _in_namespace(env: dict[str, str], fn: Callable[[str], float]) -> float:
+    """Run ``fn`` with the engine's settings and a fresh namespace in os.environ."""
+    namespace = new_namespace()
+    with environment({**env, "HATCHET_CLIENT_NAMESPACE": namespace}):
         return fn(namespace)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
 
 
 def hatchet_throughput(quick: bool) -> dict[str, Any]:
     """No-op leaves through HatchetEngine and scythe-oo workers against a bare hatchet-sdk
     task bulk-run on the same engine, with the same number of worker slots."""
-    env = _hatchet_env()
+    env = hatchet_env()
     if env is None:
         return {"skipped": "no engine", "rows": []}
     n, slots = (1_000 if quick else 5_000), 8
@@ -398,11 +278,8 @@ def hatchet_throughput(quick: bool) -> dict[str, Any]:
     def framework(namespace: str) -> float:
         from scythe_oo import HatchetEngine
 
-        command = [sys.executable, "-m", "scythe_oo.cli", "worker", "benchmarks.experiments"]
-        settings = {"SCYTHE_WORKER_SLOTS": str(slots), "SCYTHE_WORKER_NAME": "bench"}
-        worker = Worker(command, {**env, **settings}, logs / f"{namespace}.log")
-        try:
-            worker.wait_healthy()
+        command, settings = scythe_worker(slots)
+        with workers([command], {**env, **settings}, logs / namespace):
             specs = [NoopInput(x=float(i)) for i in range(n)]
             with tempfile.TemporaryDirectory(prefix="scythe-bench-") as root:
                 started = time.perf_counter()
@@ -415,9 +292,7 @@ def hatchet_throughput(quick: bool) -> dict[str, Any]:
                 run.wait(timeout=CHILD_TIMEOUT, progress=False)
                 seconds = time.perf_counter() - started
                 assert run.status == "completed", run.status
-            return seconds
-        finally:
-            worker.stop()
+        return seconds
 
     def baseline(namespace: str) -> float:
         from hatchet_sdk import Hatchet
@@ -425,19 +300,15 @@ def hatchet_throughput(quick: bool) -> dict[str, Any]:
         from benchmarks.hatchet_plain import bulk_run
 
         command = [sys.executable, "-m", "benchmarks.hatchet_plain", "worker", str(slots)]
-        worker = Worker(command, env, logs / f"{namespace}.log")
-        try:
-            worker.wait_healthy()
+        with workers([command], env, logs / namespace):
             started = time.perf_counter()
             done = bulk_run(Hatchet(), n)
             seconds = time.perf_counter() - started
             assert done == n, done
-            return seconds
-        finally:
-            worker.stop()
+        return seconds
 
-    base = _with_namespace(env, baseline)
-    fw = _with_namespace(env, framework)
+    base = _in_namespace(env, baseline)
+    fw = _in_namespace(env, framework)
     rates = (n / fw, n / base)
     return {
         "n": n,
@@ -463,23 +334,9 @@ BENCHMARKS: dict[str, Callable[[bool], dict[str, Any]]] = {
 }
 
 
-def machine() -> dict[str, Any]:
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    model = next(
-        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if "model name" in line),
-        platform.processor(),
-    )
-    return {
-        "cpu": model,
-        "nproc": os.cpu_count(),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-    }
-
-
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     header = ("benchmark", "metric", "scythe_oo", "baseline", "ratio", "target", "met")
-    lines = [header]
+    lines: list[tuple[str, ...]] = []
     for name, result in results.items():
         if "skipped" in result:
             lines.append((name, f"skipped: {result['skipped']}", "", "", "", "", ""))
@@ -488,9 +345,7 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
             met = {True: "yes", False: "NO", None: "-"}[r["met"]]
             cells = (r["metric"], str(r["framework"]), str(r["baseline"]), ratio, r["target"], met)
             lines.append((name, *cells))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    for line in lines:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)))
+    print(format_table(header, lines))
 
 
 def main(argv: list[str] | None = None) -> int:
