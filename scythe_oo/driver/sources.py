@@ -9,7 +9,7 @@ than one chunk at once.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,12 @@ def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Itera
             "generator of them, a DataFrame (one row per spec) or a .pq/.csv/.jsonl file, got "
             f"{type(specs).__name__}{' ' + repr(specs)[:60] if isinstance(specs, str) else ''}."
         )
+    if isinstance(specs, Sequence) and not (
+        specs and isinstance(specs[0], list | tuple | pd.DataFrame)
+    ):  # a plain list of specs: sliced, not walked item by item
+        for start in range(0, len(specs), rows):
+            yield list(specs[start : start + rows])
+        return
     yield from _rechunked(_items(specs, rows), rows)
 
 

@@ -32,7 +32,7 @@ class SpecSpool:
         self.count = 0
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
-        self._files: list[tuple[Path, int]] = []  # (file, position of its first spec)
+        self._files: list[tuple[Path | pa.Table, int]] = []  # (chunk, position of its first spec)
         self._schema: pa.Schema | None = None
 
     def add(self, encoded: pa.Table) -> None:
@@ -42,21 +42,29 @@ class SpecSpool:
         if self._pending_rows >= specs_format.SPECS_CHUNK_ROWS:
             self._flush()
 
-    def _flush(self) -> None:
+    def _flush(self, keep: bool = False) -> None:
+        """Turn what is pending into one chunk: on disk, or (``keep``, for a sweep that is
+        one chunk in all) in memory, where it costs no more than it already does."""
         if not self._pending:
             return
         table = pa.concat_tables(self._pending, promote_options="permissive")
         first = self.count - self._pending_rows
-        path = self.directory / f"spool-{len(self._files):06d}.pq"
-        pq.write_table(table, path, compression="zstd")
-        self._files.append((path, first))
+        if keep:
+            self._files.append((table, first))
+        else:
+            path = self.directory / f"spool-{len(self._files):06d}.pq"
+            pq.write_table(table, path, compression="zstd")
+            self._files.append((path, first))
         self._pending, self._pending_rows = [], 0
 
     def finish(self, problems: Problems) -> None:
         """Write what is pending and settle one schema for every chunk; computed features are
         typed by their values, and chunks whose types cannot be unified are a problem."""
-        self._flush()
-        schemas = [pq.read_schema(path) for path, _ in self._files]
+        self._flush(keep=not self._files)
+        schemas = [
+            chunk.schema if isinstance(chunk, pa.Table) else pq.read_schema(chunk)
+            for chunk, _ in self._files
+        ]
         if not schemas:
             return
         try:
@@ -94,6 +102,7 @@ class SpecSpool:
         self, experiment_id: str, run_id: str, uploaded: dict[str, str]
     ) -> Iterator[pa.Table]:
         assert self._schema is not None, "finish() the spool first"
-        for path, start in self._files:
-            encoded = conform(pq.read_table(path), self._schema)
+        for chunk, start in self._files:
+            table = chunk if isinstance(chunk, pa.Table) else pq.read_table(chunk)
+            encoded = conform(table, self._schema)
             yield specs_table(self.schema, encoded, start, experiment_id, run_id, uploaded)

@@ -171,9 +171,10 @@ def _tails(
     except _ARROW_ERRORS as exc:
         found.append(Unstorable(first, "<spec>", f"cannot be stored as text ({_short(exc)})"))
         return pa.nulls(len(tails), pa.string())
-    expected = [0] * len(specs) if tokens is None else list(tokens)
+    if tokens is None:
+        return array  # no file fields: no token is ever replaced, whatever the text holds
     counted = pc.count_substring(array, UPLOAD_TOKEN).to_pylist()
-    for offset, (got, want) in enumerate(zip(counted, expected, strict=True)):
+    for offset, (got, want) in enumerate(zip(counted, tokens, strict=True)):
         if got is not None and got != want:
             reason = f"a text value contains {UPLOAD_TOKEN!r}, which scythe_oo reserves"
             found.append(Unstorable(first + offset, "<spec>", reason))

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import attrs
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scythe_oo.definition.schema import (
     FAILURE_COLUMN_NAMES,
@@ -112,13 +113,7 @@ class ResultCollector:
         everyone = sorted(outcomes, key=by_index)
         stats = _with_columns(
             index.take(pa.array([position[o.sort_index] for o in everyone], type=pa.int64())),
-            {
-                name: pa.array(
-                    [_stat(o, name) for o in everyone],
-                    type=kind,
-                )
-                for name, kind in LEAF_STATS_COLUMNS.items()
-            },
+            _leaf_stats(everyone),
         )
         tables = {
             "scalars": scalars,
@@ -162,10 +157,22 @@ class ResultCollector:
             merge_sorted(store, keys, destinations[name], budget_rows=self.merge_rows)
 
 
-def _stat(outcome: LeafOutcome, name: str) -> Any:
-    if name == "finished_at":  # seconds since the epoch -> microseconds
-        return int(outcome.finished_at * 1_000_000) if outcome.finished_at else None
-    return getattr(outcome, name)
+def _leaf_stats(outcomes: Sequence[LeafOutcome]) -> dict[str, pa.Array]:
+    """leaf_stats columns (this runs for every leaf of a sweep: one C-level pass a column)."""
+    columns = {
+        name: pa.array(list(map(operator.attrgetter(name), outcomes)), type=kind)
+        for name, kind in LEAF_STATS_COLUMNS.items()
+        if name != "finished_at"
+    }
+    # seconds since the epoch -> a UTC timestamp (0 means "not known": older journals)
+    seconds = pa.array(list(map(_FINISHED, outcomes)), type=pa.float64())
+    micros = pc.cast(pc.multiply(seconds, 1_000_000), pa.int64(), safe=False)
+    known = pc.if_else(pc.greater(seconds, 0), micros, pa.scalar(None, pa.int64()))
+    columns["finished_at"] = known.cast(LEAF_STATS_COLUMNS["finished_at"])
+    return {name: columns[name] for name in LEAF_STATS_COLUMN_NAMES}
+
+
+_FINISHED = operator.attrgetter("finished_at")
 
 
 def _with_columns(index: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
