@@ -25,6 +25,11 @@ def _env_duration(name: str, default: str) -> dt.timedelta:
         raise ValueError(f"{name}={raw!r}: {exc}") from None
 
 
+def _env_seconds(name: str) -> float | None:
+    raw = os.environ.get(name, "").strip()
+    return None if not raw else _env_duration(name, raw).total_seconds()
+
+
 @attrs.frozen(kw_only=True)
 class LeafTimeouts:
     """How long one leaf may run and wait for a worker, with nothing left unset."""
@@ -50,6 +55,10 @@ class Settings:
     timeout_experiment_schedule: dt.timedelta
     timeout_experiment_execution: dt.timedelta
     journal_seconds: float
+    stall_seconds: float | None
+    """SCYTHE_STALL_SECONDS: how long a distributed run may show no finished leaf before it is
+    declared stalled (failed, for resume() to continue). Unset: the leaves' execution and
+    schedule timeouts plus five minutes, the longest a healthy run can go quiet."""
     """SCYTHE_JOURNAL_SECONDS (default 5): at most this long between journal writes of a node,
     which is how much finished work a crash can cost."""
 
@@ -78,4 +87,5 @@ class Settings:
                 "SCYTHE_TIMEOUT_EXPERIMENT_EXECUTION", "60m"
             ),
             journal_seconds=float(os.environ.get("SCYTHE_JOURNAL_SECONDS", "5")),
+            stall_seconds=_env_seconds("SCYTHE_STALL_SECONDS"),
         )

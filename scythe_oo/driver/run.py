@@ -181,6 +181,10 @@ class ExperimentRun:
             )
         cls = self.experiment or REGISTRY.get(manifest.experiment_name)
         engine = resolve_engine(cls, engine)
+        previous = manifest.engine.get("kind", "")
+        if previous in ENGINES:  # what is left of the old attempt must not race the new one
+            old: Engine = engine_class(previous)()
+            old.cancel(manifest)
         manifest = self._manifest_file.restarted(
             manifest, reason=reason, generation=generation, engine=engine.describe()
         )

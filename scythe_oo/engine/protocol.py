@@ -62,6 +62,11 @@ class Engine(Protocol):
         more than the store does."""
         ...
 
+    def cancel(self, manifest: Manifest) -> None:
+        """Stop what is left of the run ``manifest`` records, before it is resumed or retried:
+        an old attempt the engine lost track of must not wake up beside the new one."""
+        ...
+
     def describe(self) -> dict[str, str]:
         """A secret-free description for the manifest; ``kind`` names the engine."""
         ...

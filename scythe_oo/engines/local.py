@@ -68,6 +68,9 @@ class LocalEngine:
         with _LIVE_LOCK:
             return _LIVE.get(manifest.experiment_id)
 
+    def cancel(self, manifest: Manifest) -> None:
+        """Nothing to stop: a local run is only resumed once its driver is gone."""
+
     def describe(self) -> dict[str, str]:
         return {
             "kind": "local",

@@ -115,6 +115,11 @@ class RunLayout:
     def journal_prefix(self, node: str) -> str:
         return self.key("scatter-gather", "journal", node)
 
+    @property
+    def journals(self) -> str:
+        """The folder of every node's leaf journal."""
+        return self.key("scatter-gather", "journal")
+
     def leaf_plan(self, node: str, execution: str) -> str:
         """The leaves one execution of a node dispatches (durable engines replay it)."""
         return self.key("scatter-gather", "plan", node, f"{execution}.json")

@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import attrs
+
 from scythe_oo.leaf.outcome import OUTCOMES, LeafOutcome
 
 if TYPE_CHECKING:
@@ -97,15 +99,58 @@ class LeafJournal:
 
 
 def write_outcomes(
-    store: ArtifactStore, prefix: str, generation: int, outcomes: Sequence[LeafOutcome]
+    store: ArtifactStore,
+    prefix: str,
+    generation: int,
+    outcomes: Sequence[LeafOutcome],
+    *,
+    by_leaves: bool = False,
 ) -> None:
     """One batch file of the journal under ``prefix``: a JSON array that keeps every value
     exactly (inf and NaN included). Names sort by generation, then time, so a later attempt of
-    a leaf is read last."""
+    a leaf is read last.
+
+    ``by_leaves`` marks a batch its leaves wrote themselves (on a distributed engine, as soon
+    as they finish, so that nothing they did depends on their node hearing of it); its name
+    also counts its successes and failures, so progress can be read from names alone."""
     if not outcomes:
         return
-    name = f"g{generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.json"
-    store.put_bytes(f"{prefix}/{name}", OUTCOMES.dump_json(list(outcomes)))
+    stem = f"g{generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+    if by_leaves:
+        ok = sum(map(_OK, outcomes))
+        stem += f"-{LEAF_MARK}-{ok}-{len(outcomes) - ok}"
+    store.put_bytes(f"{prefix}/{stem}.json", OUTCOMES.dump_json(list(outcomes)))
+
+
+LEAF_MARK = "leaves"
+_OK = operator.attrgetter("ok")
+
+
+@attrs.frozen
+class JournalActivity:
+    """What the journal's file names say about a run: leaves finished, and when the last did."""
+
+    succeeded: int
+    failed: int
+    last_ns: int
+    """time.time_ns() of the newest batch, 0 when there is none."""
+
+
+def journal_activity(store: ArtifactStore, prefix: str) -> JournalActivity:
+    """Progress read from batch names alone (one listing, no reads): the batches leaves wrote
+    themselves count the leaves; every batch dates the last activity."""
+    succeeded = failed = last = 0
+    for key in store.list_keys(prefix):
+        name = key.rsplit("/", 1)[-1]
+        if not name.startswith("g"):
+            continue
+        parts = name.rsplit(".", 1)[0].split("-")
+        if len(parts) >= 3 and parts[1].isdigit():
+            last = max(last, int(parts[1]))
+        if len(parts) == 6 and parts[3] == LEAF_MARK:
+            succeeded += int(parts[4])
+            failed += int(parts[5])
+    return JournalActivity(succeeded, failed, last)
 
 
 def _parse(body: bytes) -> list[LeafOutcome]:

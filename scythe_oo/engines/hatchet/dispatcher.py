@@ -141,6 +141,7 @@ class HatchetDispatcher:
                     experiment_id=job.experiment_id,
                     store=self.store_description,
                     node=job.node,
+                    generation=job.generation,
                     specs=[json.loads(raw) for _, raw in batch],
                 ),
                 child_key=self._child_key(job, f"{job.node}/{tag}-{first}-{count}"),

@@ -9,11 +9,13 @@ deadlock a small pool.
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import attrs
 
 from scythe_oo.engine.protocol import RunHandle, RunPlan
+from scythe_oo.engines.hatchet.client import hatchet_client
 from scythe_oo.engines.hatchet.handle import HatchetRunHandle
 from scythe_oo.engines.hatchet.payloads import NodeTaskInput
 from scythe_oo.engines.hatchet.tasks import hatchet_tasks, register_definitions
@@ -22,6 +24,8 @@ from scythe_oo.runfolder.manifest import Manifest
 from scythe_oo.runfolder.specs import spec_json
 from scythe_oo.runfolder.tables import read_table
 from scythe_oo.storage.base import ArtifactStore
+
+log = logging.getLogger("scythe_oo.hatchet")
 
 
 @attrs.frozen(kw_only=True)
@@ -58,6 +62,14 @@ class HatchetEngine:
             return None
         layout = RunLayout.from_experiment_id(manifest.experiment_id)
         return HatchetRunHandle(run_id=manifest.engine_run_id, store=store, layout=layout)
+
+    def cancel(self, manifest: Manifest) -> None:
+        if not manifest.engine_run_id:
+            return
+        try:
+            hatchet_client().runs.cancel(manifest.engine_run_id)
+        except Exception as exc:  # already finished, or unknown to a fresh engine: fine
+            log.warning("could not cancel Hatchet run %s: %s", manifest.engine_run_id, exc)
 
     def describe(self) -> dict[str, str]:
         namespace = os.environ.get("HATCHET_CLIENT_NAMESPACE", "")

@@ -7,17 +7,23 @@ writes nothing itself, so its handle records the workflow's output when the run 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
+import math
 import threading
 import time
 from typing import Any
 
+from scythe_oo.definition.base import REGISTRY
+from scythe_oo.definition.settings import Settings
+from scythe_oo.definition.timeouts import Timeouts
 from scythe_oo.engine.protocol import Progress
 from scythe_oo.engines.hatchet.client import hatchet_client
-from scythe_oo.runfolder.layout import NODE_DONE, RunLayout
-from scythe_oo.runfolder.manifest import TERMINAL_STATES, ManifestFile, RunState
+from scythe_oo.runfolder.layout import RunLayout
+from scythe_oo.runfolder.manifest import TERMINAL_STATES, Manifest, ManifestFile, RunState
 from scythe_oo.storage.base import ArtifactStore
+from scythe_oo.tree.journal import JournalActivity, journal_activity
 
 log = logging.getLogger("scythe_oo.hatchet")
 
@@ -34,8 +40,20 @@ _INCLUDED_OUTPUT_GRACE_SECONDS = 120.0
 """How long an included run may show COMPLETED before its last tasks' outputs are visible."""
 
 
+ACTIVITY_POLL_SECONDS = 10.0
+"""How often a handle lists the journal to count leaves and date the last one."""
+
+
 class HatchetRunHandle:
-    """Follows a run by its Hatchet run id; works from any process that can reach the engine."""
+    """Follows a run by its Hatchet run id; works from any process that can reach the engine.
+
+    It also watches for a run the engine has lost track of: after an engine restart, Hatchet
+    can keep a run "running" forever while none of its nodes will ever resume (seen on
+    hatchet-lite v0.105.0: "ordered durable completion release stalled on a missing entry").
+    A run whose leaves have all gone quiet for longer than a healthy run can (see
+    ``stall_limit``) is marked failed with a message saying so, and ``resume()`` continues it:
+    leaves journal their own outcomes, so none that finished runs again.
+    """
 
     def __init__(self, *, run_id: str, store: ArtifactStore, layout: RunLayout) -> None:
         self.run_id = run_id
@@ -44,6 +62,8 @@ class HatchetRunHandle:
         self.folder = ManifestFile(store, layout)
         self._finished = threading.Event()
         self._output_awaited_since: float | None = None
+        self._activity: JournalActivity | None = None
+        self._activity_read = -math.inf
 
     @property
     def engine_run_id(self) -> str | None:
@@ -60,12 +80,12 @@ class HatchetRunHandle:
                 total=manifest.n_specs,
                 error=manifest.error,
             )
+        activity = self._journal()
         try:
             status = hatchet_client().runs.get_status(self.run_id)
         except Exception as exc:  # engine unreachable or run unknown: report what the store says
             log.warning("could not read the status of Hatchet run %s: %s", self.run_id, exc)
-            done, failed = _leaf_counts(self.store, self.layout)
-            return Progress(state=manifest.status, done=done, failed=failed, total=manifest.n_specs)
+            return self._quiet_or(manifest, manifest.status, activity)
         state: RunState = _STATES.get(getattr(status, "name", str(status)), "running")
         if state == "failed":
             error = f"the Hatchet run {self.run_id} ended as {status}"
@@ -77,8 +97,41 @@ class HatchetRunHandle:
         if state == "completed":
             # the root finished but its manifest write is not visible yet; report running
             state = "running"
-        done, failed = _leaf_counts(self.store, self.layout)
-        return Progress(state=state, done=done, failed=failed, total=manifest.n_specs)
+        return self._quiet_or(manifest, state, activity)
+
+    def _journal(self) -> JournalActivity:
+        """The journal's counts, listed at most every ACTIVITY_POLL_SECONDS."""
+        now = time.monotonic()
+        if self._activity is None or now - self._activity_read >= ACTIVITY_POLL_SECONDS:
+            self._activity = journal_activity(self.store, self.layout.journals)
+            self._activity_read = now
+        return self._activity
+
+    def _quiet_or(
+        self, manifest: Manifest, state: RunState, activity: JournalActivity
+    ) -> Progress:
+        """``state`` with the leaf counts, or failed when the run has been quiet too long."""
+        total = manifest.n_specs
+        if state in ("queued", "running") and not manifest.one_off:
+            since = max(activity.last_ns / 1e9, _attempt_started(manifest))
+            quiet, limit = time.time() - since, stall_limit(manifest)
+            if quiet > limit:
+                error = (
+                    f"no leaf of this run has finished for {quiet:.0f} s (the limit is "
+                    f"{limit:.0f} s) although Hatchet reports it {state}: the engine or its "
+                    "workers may have restarted and lost track of it. resume() continues the "
+                    "run; leaves that finished are not run again."
+                )
+                self.folder.failed(error)
+                self._finished.set()
+                return Progress(
+                    state="failed",
+                    done=activity.succeeded,
+                    failed=activity.failed,
+                    total=total,
+                    error=error,
+                )
+        return Progress(state=state, done=activity.succeeded, failed=activity.failed, total=total)
 
     def _record_included(self) -> Progress:
         """An included workflow writes nothing itself: its follower records its output."""
@@ -107,16 +160,28 @@ class HatchetRunHandle:
         return self._finished.wait(timeout)
 
 
-def _leaf_counts(store: ArtifactStore, layout: RunLayout) -> tuple[int, int]:
-    """Leaves finished so far, from the journals of base-case nodes."""
-    done = failed = 0
-    for key in store.list_keys(layout.node_outputs):
-        if key.endswith(f"/{NODE_DONE}"):
-            raw = json.loads(store.get_bytes(key))
-            if raw.get("leaf_parent"):
-                done += int(raw["succeeded"])
-                failed += int(raw["failed"])
-    return done, failed
+def stall_limit(manifest: Manifest) -> float:
+    """How long a healthy run can go without a finished leaf: a leaf may wait its schedule
+    timeout for a worker and then run its execution timeout (SCYTHE_STALL_SECONDS overrides)."""
+    settings = Settings.from_env()
+    if settings.stall_seconds is not None:
+        return settings.stall_seconds
+    declared = (
+        REGISTRY.get(manifest.experiment_name).timeouts
+        if manifest.experiment_name in REGISTRY
+        else Timeouts()
+    )
+    leaf = settings.leaf_timeouts(declared)
+    return leaf.execution.total_seconds() + leaf.schedule.total_seconds() + 300.0
+
+
+def _attempt_started(manifest: Manifest) -> float:
+    """When the run's current attempt began (allocate, or its latest resume or retry)."""
+    stamp = manifest.attempts[-1]["at"] if manifest.attempts else manifest.created_at
+    try:
+        return dt.datetime.fromisoformat(str(stamp)).timestamp()
+    except ValueError:
+        return time.time()
 
 
 def final_output(details: Any) -> Any | None:

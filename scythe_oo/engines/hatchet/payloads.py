@@ -52,6 +52,8 @@ class LeafTaskInput(BaseModel):
     experiment_id: str
     store: dict[str, str]
     node: str = ROOT_NODE
+    generation: int = 1
+    """The run's generation (see NodeJob): the leaves journal their outcomes under it."""
     one_off: bool = False
     """A single-spec run: the leaf task itself writes final/ and the manifest."""
 

@@ -38,6 +38,7 @@ from scythe_oo.storage.factory import store_from_description
 from scythe_oo.tree.collector import ResultCollector
 from scythe_oo.tree.final import finalize_run
 from scythe_oo.tree.job import NodeJob
+from scythe_oo.tree.journal import write_outcomes
 from scythe_oo.tree.node import run_node, write_node
 
 SCATTER_GATHER_TASK = "scythe_scatter_gather"
@@ -135,6 +136,11 @@ def _declare_leaf_task(
         )
         if input.one_off:
             _finish_one_off(cls, run, input.node, outcomes, ctx.workflow_run_id)
+        else:
+            # Journaled here, not only by the node: if the engine loses track of the node (an
+            # engine restart can), a resumed run still finds these leaves done.
+            prefix = run.layout.journal_prefix(input.node)
+            write_outcomes(store, prefix, input.generation, outcomes, by_leaves=True)
         return LeafTaskOutput(outcomes=outcomes)
 
     leaf.__name__ = f"leaf_{cls.name}"
