@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
+import attrs
 import psutil
 import pytest
 
@@ -229,3 +231,92 @@ def test_workers_killed_from_outside_are_replaced(tmp_path: Path) -> None:
     assert run.status == "completed"
     account_for_everything(run, 80)
     assert run.results.scalars()["square"].tolist() == [i * i for i in range(80)]
+
+
+FAILING_DRIVER = DRIVER.replace(
+    "CountedInput(i=i, counter_dir=counter, seconds=0.15)",
+    "CountedInput(i=i, counter_dir=counter, seconds=0.15, fail_until_generation_flag=sys.argv[3],"
+    " fail_below=8)",
+)
+
+
+def test_retry_after_a_crash_and_a_resume_reruns_only_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12, part 3: crash the driver, resume (ending with failures), then retry_failed.
+    The failing specs come first, so they failed (and were journaled) before the crash and
+    the resume itself only succeeds; its successes must be journaled all the same, or the
+    retry runs them again."""
+    counter, flag = tmp_path / "count", tmp_path / "flag"
+    counter.mkdir()
+    store_root = tmp_path / "store"
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "SCYTHE_JOURNAL_SECONDS": "0",
+    }
+    driver = subprocess.Popen(
+        [sys.executable, "-c", FAILING_DRIVER, str(store_root), str(counter), str(flag)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert driver.stdout is not None
+    uri = driver.stdout.readline().strip()
+    deadline = time.monotonic() + 60
+    while len(list(counter.iterdir())) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    driver.send_signal(signal.SIGKILL)
+    driver.wait(timeout=10)
+    time.sleep(1.5)  # the pool workers notice their parent is gone and exit
+
+    # The resumed run journals nothing by time (the bound is a minute away), so only the
+    # rule "a node with failures journals everything" keeps its successes.
+    monkeypatch.setenv("SCYTHE_JOURNAL_SECONDS", "60")
+    engine = LocalEngine(max_workers=2, split_above=0)
+    resumed = Counted.resume(uri, engine=engine).wait(timeout=120)
+    assert resumed.status == "completed_with_failures"
+    account_for_everything(resumed, 60)
+    before = executions(counter)
+
+    retried = resumed.retry_failed(engine=engine).wait(timeout=120)
+    account_for_everything(retried, 60)
+    after = executions(counter)
+    rerun = sorted(i for i in after if after[i] > before.get(i, 0))
+    assert rerun == list(range(8))  # the failures, and only them
+
+
+STORE_BROKEN = threading.Event()
+
+
+@attrs.frozen
+class BreakableStore(LocalStore):
+    """A local folder whose writes fail while STORE_BROKEN is set: a disk that went read-only
+    and was repaired (file permissions cannot do it: the tests may run as root)."""
+
+    def put_bytes(self, key: str, data: bytes) -> str:
+        if STORE_BROKEN.is_set():
+            raise OSError(30, "Read-only file system", str(self.path_of(key)))
+        return super().put_bytes(key, data)
+
+
+def test_a_run_whose_store_broke_resumes_in_the_same_process(tmp_path: Path) -> None:
+    counter = tmp_path / "count"
+    counter.mkdir()
+    store = BreakableStore(tmp_path / "store")
+    specs = [CountedInput(i=i, counter_dir=str(counter), seconds=0.05) for i in range(40)]
+    engine = LocalEngine(max_workers=2, split_above=0)
+    run = Counted.allocate(specs, store=store, engine=engine)
+    deadline = time.monotonic() + 60
+    while len(list(counter.iterdir())) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    STORE_BROKEN.set()
+    try:
+        assert run.handle is not None and run.handle.join(60), "the run should stop"
+    finally:
+        STORE_BROKEN.clear()  # repaired
+    # Its thread is gone; the manifest could not even record the failure.
+    assert run.status in ("interrupted", "failed")
+    resumed = run.resume(engine=engine).wait(timeout=120)
+    assert resumed.status == "completed"
+    account_for_everything(resumed, 40)

@@ -28,6 +28,8 @@ class CountedInput(ExperimentInputSpec):
     counter_dir: str
     seconds: float = 0.0
     fail_until_generation_flag: str = ""
+    fail_below: int = -1
+    """With the flag: fail the specs below this position, instead of every third one."""
 
 
 class CountedOutput(ExperimentOutputSpec):
@@ -45,7 +47,8 @@ class Counted(Experiment[CountedInput, CountedOutput]):
         Path(spec.counter_dir, f"{spec.i}-{os.getpid()}-{uuid.uuid4().hex[:6]}").write_text("x")
         time.sleep(spec.seconds)
         flag = spec.fail_until_generation_flag
-        if flag and not Path(flag).exists() and spec.i % 3 == 0:
+        failing = spec.i < spec.fail_below if spec.fail_below >= 0 else spec.i % 3 == 0
+        if flag and not Path(flag).exists() and failing:
             raise RuntimeError(f"leaf {spec.i} fails until the flag exists")
         return CountedOutput(square=spec.i * spec.i)
 
