@@ -5,12 +5,12 @@ twice."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from scythe_oo import HatchetEngine, LocalStore, RecursionPolicy, RunFailedError
@@ -27,8 +27,8 @@ RESTART = ["bash", str(ROOT / "scripts" / "hatchet-local"), "restart-engine", "5
 def journaled(store: LocalStore, run_root: str) -> set[int]:
     """The specs whose outcome a leaf batch has journaled by now."""
     found: set[int] = set()
-    for path in (store.root / run_root / "scatter-gather" / "journal").rglob("*.json"):
-        found.update(outcome["sort_index"] for outcome in json.loads(path.read_bytes()))
+    for path in (store.root / run_root / "scatter-gather" / "journal").rglob("*.pq"):
+        found.update(pq.read_table(path, columns=["sort_index"]).column(0).to_pylist())
     return found
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
 from scythe_oo.runfolder.layout import RunLayout
+from scythe_oo.tree import base_node
 from scythe_oo.tree.journal import LeafJournal
 from tests.support.counting import (
     Counted,
@@ -32,9 +33,15 @@ from tests.support.invariants import account_for_everything
 pytestmark = pytest.mark.timeout(180)
 
 
-@pytest.mark.parametrize("split_above", [0, LocalEngine().split_above], ids=["tree", "one-node"])
-def test_retry_failed_reruns_only_failures(tmp_path: Path, split_above: int) -> None:
-    engine = LocalEngine(max_workers=2, split_above=split_above)
+@pytest.mark.parametrize("shape", ["tree", "one-node", "windows"])
+def test_retry_failed_reruns_only_failures(
+    tmp_path: Path, shape: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same on every shape of tree: children, one base node, and one base node that runs
+    its specs a window at a time (so one node's failures span several windows)."""
+    if shape == "windows":
+        monkeypatch.setattr(base_node, "WINDOW_ROWS", 7)
+    engine = LocalEngine(max_workers=2, split_above=0 if shape == "tree" else 1_000_000)
     counter = tmp_path / "count"
     counter.mkdir()
     flag = tmp_path / "flag"
@@ -49,6 +56,8 @@ def test_retry_failed_reruns_only_failures(tmp_path: Path, split_above: int) -> 
     assert failed == [i for i in range(30) if i % 3 == 0]
     account_for_everything(run, 30)
     assert executions(counter) == {i: 1 for i in range(30)}
+    parts = store.root / run.layout.node_output_prefix("root") / "parts"
+    assert len(list(parts.iterdir()) if parts.exists() else []) == (5 if shape == "windows" else 0)
 
     flag.write_text("fixed")
     retried = run.retry_failed(engine=engine).wait(timeout=60)
@@ -114,7 +123,8 @@ def test_kill_driver_then_resume(tmp_path: Path) -> None:
     store = LocalStore(root=store_root)
     persisted: set[int] = set()
     for node in ("root/0", "root/1", "root/2", "root/3"):
-        persisted |= set(LeafJournal(store, layout, node).settled())
+        journal = LeafJournal(store, layout, node, Counted.schema)
+        persisted |= set(journal.settled().column("sort_index").to_pylist())
     assert persisted, "some leaves should have been journaled before the kill"
     before = executions(counter)
     assert len(before) < 60, "the driver was killed too late to test anything"

@@ -13,9 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from scythe_oo import ArtifactStore, LocalStore, SemVer
+from scythe_oo import ArtifactStore, ExperimentInputSpec, ExperimentOutputSpec, LocalStore, SemVer
 from scythe_oo.definition.errors import ArtifactNotFoundError
+from scythe_oo.definition.schema import ExperimentSchema
 from scythe_oo.leaf.outcome import OUTCOMES, LeafOutcome
+from scythe_oo.leaf.outcome_table import outcome_table, outcomes_of
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.runfolder.tables import open_parquet, read_table, write_table
 from scythe_oo.tree.gather import copy_parquet, merge_sorted
@@ -224,8 +226,34 @@ def test_child_sizes_drop_empty_children() -> None:
 LAYOUT = RunLayout("journal_test", SemVer(1, 0, 0), "2026-01-02_03-04-05")
 
 
+class JournalIn(ExperimentInputSpec):
+    x: int = 0
+
+
+class JournalOut(ExperimentOutputSpec):
+    y: int
+    n: int = 0
+
+
+SCHEMA = ExperimentSchema.build(JournalIn, JournalOut)
+
+
 def outcome(i: int, seconds: float, ok: bool = True) -> LeafOutcome:
-    return LeafOutcome(sort_index=i, leaf_id=f"{i:09d}", ok=ok, scalars={"y": i}, wall_time=seconds)
+    return LeafOutcome(
+        sort_index=i, leaf_id=f"{i:09d}", ok=ok, scalars={"y": i, "n": 0}, wall_time=seconds
+    )
+
+
+def outcomes(*rows: LeafOutcome) -> pa.Table:
+    return outcome_table(SCHEMA, rows)
+
+
+def journal(store: ArtifactStore, *, generation: int = 1, max_seconds: float = 5.0) -> LeafJournal:
+    return LeafJournal(store, LAYOUT, "root", SCHEMA, generation, max_seconds=max_seconds)
+
+
+def settled(journal: LeafJournal) -> list[int]:
+    return sorted(journal.settled().column("sort_index").to_pylist())
 
 
 def written(store: LocalStore) -> list[str]:
@@ -234,39 +262,51 @@ def written(store: LocalStore) -> list[str]:
 
 def test_cheap_leaves_stay_in_memory_until_they_add_up(tmp_path: Path) -> None:
     store = LocalStore(root=tmp_path)
-    journal = LeafJournal(store, LAYOUT, "root", max_seconds=5.0)
-    journal.record([outcome(i, 0.001) for i in range(2000)])  # 2 s of work
+    leaves = journal(store)
+    leaves.record(outcomes(*(outcome(i, 0.001) for i in range(2000))))  # 2 s of work
     assert written(store) == []
-    journal.record([outcome(i, 1.0) for i in range(2000, 2003)])  # 5 s in all
+    leaves.record(outcomes(*(outcome(i, 1.0) for i in range(2000, 2003))))  # 5 s in all
     assert len(written(store)) == 1
-    assert set(journal.settled()) == set(range(2003))
+    assert settled(leaves) == list(range(2003))
 
 
 def test_one_long_leaf_is_written_at_once(tmp_path: Path) -> None:
     store = LocalStore(root=tmp_path)
-    journal = LeafJournal(store, LAYOUT, "root", max_seconds=5.0)
-    journal.record([outcome(7, 60.0)])
-    assert set(LeafJournal(store, LAYOUT, "root").settled()) == {7}
+    journal(store).record(outcomes(outcome(7, 60.0)))
+    assert settled(journal(store)) == [7]
 
 
 def test_zero_seconds_writes_every_batch(tmp_path: Path) -> None:
     store = LocalStore(root=tmp_path)
-    journal = LeafJournal(store, LAYOUT, "root", max_seconds=0.0)
-    journal.record([outcome(0, 0.0)])
-    journal.record([outcome(1, 0.0), outcome(2, 0.0, ok=False)])
+    leaves = journal(store, max_seconds=0.0)
+    leaves.record(outcomes(outcome(0, 0.0)))
+    leaves.record(outcomes(outcome(1, 0.0), outcome(2, 0.0, ok=False)))
     assert len(written(store)) == 2
-    assert sorted(journal.settled()) == [0, 1, 2]
+    assert settled(leaves) == [0, 1, 2]
 
 
 def test_flush_writes_whatever_is_pending(tmp_path: Path) -> None:
     store = LocalStore(root=tmp_path)
-    journal = LeafJournal(store, LAYOUT, "root", max_seconds=5.0)
-    journal.record([outcome(0, 0.0), outcome(1, 0.0, ok=False)])
+    leaves = journal(store)
+    leaves.record(outcomes(outcome(0, 0.0), outcome(1, 0.0, ok=False)))
     assert written(store) == []
-    journal.flush()
-    journal.flush()  # nothing left: no empty object
+    leaves.flush()
+    leaves.flush()  # nothing left: no empty object
     assert len(written(store)) == 1
-    assert sorted(journal.settled()) == [0, 1]
+    assert settled(leaves) == [0, 1]
+
+
+def test_latest_row_of_a_leaf_wins_and_old_failures_rerun(tmp_path: Path) -> None:
+    """A failure of generation 1 is retried in generation 2; a success is settled for good;
+    when a leaf appears twice, the later file decides."""
+    store = LocalStore(root=tmp_path)
+    first = journal(store, generation=1, max_seconds=0.0)
+    first.record(outcomes(outcome(0, 0.0), outcome(1, 0.0, ok=False), outcome(2, 0.0, ok=False)))
+    second = journal(store, generation=2, max_seconds=0.0)
+    assert settled(second) == [0]
+    second.record(outcomes(outcome(2, 0.0)))
+    assert settled(second) == [0, 2]
+    assert settled(journal(store, generation=1)) == [0, 1, 2]
 
 
 def every_field_set() -> LeafOutcome:
@@ -301,3 +341,11 @@ def test_journal_json_round_trip_keeps_every_field() -> None:
     outcome = every_field_set()
     (restored,) = OUTCOMES.validate_json(OUTCOMES.dump_json([outcome]))
     assert restored == outcome
+
+
+def test_outcome_table_round_trip_keeps_every_field() -> None:
+    outcome = dataclasses.replace(every_field_set(), scalars={"y": 2, "n": 3}, file_refs={})
+    (restored,) = outcomes_of(SCHEMA, outcome_table(SCHEMA, [outcome]))
+    assert dataclasses.asdict(restored) == dataclasses.asdict(
+        dataclasses.replace(outcome, leaf_id=restored.leaf_id)
+    )

@@ -45,9 +45,10 @@ class LeafContext:
         return self._workdir
 
     def cleanup(self) -> None:
-        """Remove the workdir, if the leaf created one."""
+        """Remove the workdir, if the leaf created one; the next leaf gets a fresh one."""
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def log(self, message: str) -> None:
         """Send a line to the run's log (Hatchet's task log on the distributed engine)."""

@@ -23,6 +23,7 @@ from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.sampling import CHUNK_ROWS, MAX_GRID, sample_specs
 from scythe_oo.definition.schema import typed_column
 from scythe_oo.definition.spec import ExperimentInputSpec
+from scythe_oo.runfolder.tables import parquet_writer
 from scythe_oo.storage.atomic import atomic_destination
 
 SPEC_COLUMN = "__spec__"
@@ -66,7 +67,7 @@ def write_sample_file(
     schema = first.schema.with_metadata(meta)
     with (
         atomic_destination(path) as tmp,
-        pq.ParquetWriter(tmp, schema, compression="zstd") as writer,
+        parquet_writer(tmp, schema) as writer,
     ):
         writer.write_table(first.replace_schema_metadata(meta))
         for table in tables:

@@ -19,7 +19,7 @@ from scythe_oo.definition.schema import ExperimentSchema
 from scythe_oo.driver.validate import Problems
 from scythe_oo.runfolder import specs as specs_format
 from scythe_oo.runfolder.specs import specs_table
-from scythe_oo.runfolder.tables import conform, parquet_sink
+from scythe_oo.runfolder.tables import conform, parquet_sink, write_parquet
 from scythe_oo.storage.base import ArtifactStore
 
 
@@ -53,7 +53,7 @@ class SpecSpool:
             self._files.append((table, first))
         else:
             path = self.directory / f"spool-{len(self._files):06d}.pq"
-            pq.write_table(table, path, compression="zstd")
+            write_parquet(table, path)
             self._files.append((path, first))
         self._pending, self._pending_rows = [], 0
 

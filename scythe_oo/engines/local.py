@@ -11,9 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import traceback
+from pathlib import Path
 
 import attrs
 
@@ -27,7 +30,7 @@ from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.final import finalize_run
 from scythe_oo.tree.node import run_node
 
-SPLIT_ABOVE = 50_000
+SPLIT_ABOVE = 1_000_000
 """LocalEngine's default for ``split_above``."""
 
 
@@ -36,11 +39,12 @@ class LocalEngine:
     """Runs everything on this machine with a pool of ``max_workers`` processes (default: one
     per CPU).
 
-    In one process the scatter/gather tree does not spread any work: all it does is bound how
-    many specs and outcomes the driver holds at once. So a node splits (as far as the
-    experiment's recursion policy allows) only when it holds more than ``split_above`` specs;
-    a smaller sweep runs as one node and skips the tree's files altogether. Set it to 0 to
-    follow the recursion policy exactly, as HatchetEngine does.
+    In one process the scatter/gather tree spreads no work, and a base node runs its specs in
+    windows of bounded size whatever the tree's shape, so splitting buys little: it keeps each
+    node's journal (what a resume reads back) small, and costs a scatter and a merge. So a node
+    splits (as far as the experiment's recursion policy allows) only when it holds more than
+    ``split_above`` specs; a smaller sweep runs as one node and skips the tree's files. Set it
+    to 0 to follow the recursion policy exactly, as HatchetEngine does.
     """
 
     max_workers: int | None = None
@@ -108,6 +112,8 @@ class LocalRunHandle:
         timeout = Settings.from_env().leaf_timeouts(plan.experiment.timeouts).execution
         self.leaf_pool = LeafPool(workers, grace=grace_seconds(timeout.total_seconds()))
         self._thread: threading.Thread | None = None
+        self.scratch = Path(tempfile.mkdtemp(prefix="scythe-run-"))
+        """Local files for this run's workers (each node's specs, which they map into memory)."""
 
     @property
     def engine_run_id(self) -> str | None:
@@ -155,6 +161,7 @@ class LocalRunHandle:
                 ManifestFile(plan.store, plan.layout).failed(self.error)
         finally:
             self.leaf_pool.close()
+            shutil.rmtree(self.scratch, ignore_errors=True)
             with _LIVE_LOCK:
                 if _LIVE.get(plan.layout.experiment_id) is self:
                     del _LIVE[plan.layout.experiment_id]

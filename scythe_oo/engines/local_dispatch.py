@@ -11,32 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import math
-import operator
 import os
-import pickle
 import socket
 import time
+import uuid
 from collections.abc import Sequence
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, Protocol
 
+import attrs
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scythe_oo.definition.base import REGISTRY
 from scythe_oo.definition.settings import Settings
 from scythe_oo.engine.protocol import RunPlan
 from scythe_oo.engines.local_pool import LeafPool, WorkerDeath
-from scythe_oo.leaf.execute import RunContext, run_specs
+from scythe_oo.leaf.execute import RunContext, run_batch
 from scythe_oo.leaf.outcome import LeafOutcome
-from scythe_oo.runfolder.specs import spec_json
-from scythe_oo.tree.gcpause import paused_gc
+from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
+from scythe_oo.runfolder.specs import SPEC_COLUMN
 from scythe_oo.tree.job import NodeJob, NodeResult, OutcomeSink
 from scythe_oo.tree.node import run_node
-
-_WALL_TIME = operator.attrgetter("wall_time")
-_OK = operator.attrgetter("ok")
 
 
 class PoolOwner(Protocol):
@@ -47,42 +45,73 @@ class PoolOwner(Protocol):
     done: int
     failed: int
     leaf_pool: LeafPool
+    scratch: Path
 
+
+MAX_ACTIVE_NODES = 8
+"""Base nodes running at once, at most: each holds up to two windows of specs and outcomes."""
 
 TAIL_SECONDS = 0.01
 """The shortest batch a node's tail is split into (see ``LocalDispatcher.batch_size``)."""
 
 
+@attrs.frozen
+class Rows:
+    """A batch: rows ``start`` to ``stop`` of a node's specs file (a local Arrow file that
+    every worker maps into memory, so a batch travels as three numbers, not as its specs)."""
+
+    path: str
+    start: int
+    stop: int
+
+    def __len__(self) -> int:
+        return self.stop - self.start
+
+    def single(self) -> list[Rows]:
+        return [Rows(self.path, i, i + 1) for i in range(self.start, self.stop)]
+
+
+_MAPPED: dict[str, pa.Table] = {}
+"""A worker's memory-mapped specs files, the newest few."""
+
+
+def _specs_file(path: str) -> pa.Table:
+    table = _MAPPED.get(path)
+    if table is None:
+        with pa.memory_map(path) as source:
+            table = pa.ipc.open_file(source).read_all()
+        while len(_MAPPED) >= 4:
+            del _MAPPED[next(iter(_MAPPED))]
+        _MAPPED[path] = table
+    return table
+
+
 def run_leaf_batch(
     experiment: str,
     run: RunContext,
-    specs: Sequence[str],
+    rows: Rows,
     retries: int,
     timeout_seconds: float | None,
 ) -> bytes:
-    """Worker side of a batch. The experiment travels by name: a forked worker has the
-    parent's registry, so classes defined in a notebook, a script or a function body work.
-
-    The outcomes come back pickled, for ``_unpickled`` to rebuild in the driver."""
+    """Worker side of a batch: read its rows, validate them in one call, run them, and send
+    the outcome table back as Arrow IPC bytes. The experiment travels by name: a forked worker
+    has the parent's registry, so classes defined in a notebook, a script or a function body
+    work."""
     cls = REGISTRY.get(experiment)
     worker = f"local-{socket.gethostname()}-{os.getpid()}"
-    parsed = cls.schema.spec_list.validate_json(f"[{','.join(specs)}]")
-    outcomes = run_specs(
+    specs = _specs_file(rows.path).column(SPEC_COLUMN).slice(rows.start, len(rows))
+    parsed = cls.schema.spec_list.validate_json(f"[{','.join(specs.to_pylist())}]")
+    table = run_batch(
         cls, parsed, run, retries=retries, worker_name=worker, timeout_seconds=timeout_seconds
     )
-    return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue())
 
 
-def _unpickled(data: bytes) -> list[LeafOutcome]:
-    """A batch's outcomes, rebuilt with the cyclic collector paused.
-
-    Unpickled by the pool itself, thousands of outcomes per second would count towards the
-    collector's schedule and set off full collections of the driver's whole heap (the
-    caller's specs included), 50-80 ms each in a 20,000-leaf run. Outcomes hold no cycles.
-    """
-    with paused_gc():
-        outcomes: list[LeafOutcome] = pickle.loads(data)
-    return outcomes
+def _outcomes(data: bytes) -> pa.Table:
+    return pa.ipc.open_stream(data).read_all()
 
 
 OUTSIDE_KILLS = 5
@@ -96,10 +125,6 @@ class BrokenWorker(Exception):
     def __init__(self, death: WorkerDeath) -> None:
         super().__init__(death.detail)
         self.death = death
-
-
-def _index_of(raw: str) -> int:
-    return int(json.loads(raw)["sort_index"])
 
 
 class LocalDispatcher:
@@ -119,7 +144,7 @@ class LocalDispatcher:
         self.seconds_per_leaf: float | None = None
         # Two batches per worker keep every process busy while the next batch is sized.
         self.slots = asyncio.Semaphore(2 * workers)
-        self.active_nodes = asyncio.Semaphore(workers + 1)
+        self.active_nodes = asyncio.Semaphore(min(workers + 1, MAX_ACTIVE_NODES))
         self.suspect = asyncio.Lock()
         """Held while a spec suspected of killing its worker runs alone in the pool."""
         self.pool_changed = asyncio.Condition()
@@ -127,6 +152,8 @@ class LocalDispatcher:
         self.pool = handle.leaf_pool
         self.deaths: dict[int, dict[str, int]] = {}
         """How often each spec's worker died under it, by kind of death."""
+        self.order: dict[str, Any] = {}
+        """The sort_index of each row of each specs file in use, to name a crashed spec."""
 
     async def run_nodes(self, jobs: Sequence[NodeJob]) -> list[NodeResult]:
         return list(
@@ -157,18 +184,18 @@ class LocalDispatcher:
         tail = max(math.ceil(remaining / 2), math.ceil(TAIL_SECONDS / per_leaf))
         return max(1, min(wanted, tail, remaining))
 
-    def observe(self, outcomes: Sequence[LeafOutcome], elapsed: float) -> None:
+    def observe(self, outcomes: pa.Table, elapsed: float) -> None:
         # The leaves' own time, as the workers measured it: the round trip also counts the
         # time a batch queued behind another and would make every later batch too small.
-        busy = sum(map(_WALL_TIME, outcomes)) or elapsed
-        per_leaf = busy / max(len(outcomes), 1)
+        busy = pc.sum(outcomes.column("wall_time")).as_py() or elapsed
+        per_leaf = busy / max(outcomes.num_rows, 1)
         previous = self.seconds_per_leaf
         self.seconds_per_leaf = per_leaf if previous is None else 0.7 * previous + 0.3 * per_leaf
-        succeeded = sum(map(_OK, outcomes))
+        succeeded = int(pc.sum(outcomes.column("ok")).as_py() or 0)
         self.handle.done += succeeded
-        self.handle.failed += len(outcomes) - succeeded
+        self.handle.failed += outcomes.num_rows - succeeded
 
-    async def run_batch(self, batch: list[str], alone: bool = False) -> list[LeafOutcome]:
+    async def run_batch(self, batch: Rows, alone: bool = False) -> pa.Table:
         """Run a batch in the pool, and account for every spec if its worker dies.
 
         When a worker process dies, every batch in flight fails with it, so none of them can
@@ -178,65 +205,73 @@ class LocalDispatcher:
         an out-of-memory kill as a try (past its retries it fails as WorkerCrashed), a kill
         from outside not at all, up to OUTSIDE_KILLS of them (then WorkerKilled)."""
         try:
-            data = await self._in_pool(batch, alone)
-            return _unpickled(data)
+            return _outcomes(await self._in_pool(batch, alone))
         except BrokenWorker as broken:
             death = broken.death
-        outcomes: list[LeafOutcome] = []
+        outcomes: list[pa.Table] = []
         rest = []
-        for raw in batch:
-            overrun = self.pool.take_timeout(_index_of(raw))
+        for one in batch.single():
+            overrun = self.pool.take_timeout(self._index_of(one))
             if overrun is None:
-                rest.append(raw)
+                rest.append(one)
             else:
-                outcomes.extend(await self._after_death(raw, "timeout", overrun))
+                outcomes.append(await self._after_death(one, "timeout", overrun))
         if len(batch) > 1 or not rest:
-            for raw in rest:
-                outcomes.extend(await self.run_batch([raw]))
-            return outcomes
+            outcomes += [await self.run_batch(one) for one in rest]
+            return self._concat(outcomes)
         if not alone:  # it may have died of a neighbour: a run alone will tell
             self._count(rest[0], "shared")
-            return await self.run_batch(rest, alone=True)
+            return await self.run_batch(rest[0], alone=True)
         return await self._after_death(rest[0], death.kind, 0.0, death.detail)
 
-    def _count(self, raw: str, kind: str) -> tuple[int, dict[str, int]]:
-        index = _index_of(raw)
+    def _index_of(self, rows: Rows) -> int:
+        return int(self.order[rows.path][rows.start])
+
+    def _concat(self, tables: list[pa.Table]) -> pa.Table:
+        return pa.concat_tables(tables) if tables else empty_outcomes(self.plan.experiment.schema)
+
+    def _failed(self, index: int, error_type: str, message: str, attempts: int) -> pa.Table:
+        failure = LeafOutcome.failure(index, error_type, message, attempts=attempts, worker="local")
+        return outcome_table(self.plan.experiment.schema, [failure])
+
+    def _count(self, rows: Rows, kind: str) -> tuple[int, dict[str, int]]:
+        index = self._index_of(rows)
         counts = self.deaths.setdefault(index, {})
         counts[kind] = counts.get(kind, 0) + 1
         return index, counts
 
     async def _after_death(
-        self, raw: str, kind: str, overrun: float, detail: str = ""
-    ) -> list[LeafOutcome]:
-        """Count a death against the spec ``raw``; run it again alone, or report it."""
+        self, raw: Rows, kind: str, overrun: float, detail: str = ""
+    ) -> pa.Table:
+        """Count a death against the spec of ``raw``; run it again alone, or report it."""
         index, counts = self._count(raw, kind)
         ran = sum(counts.values())  # every run of it that a dead worker ended
         tries = counts.get("timeout", 0) + counts.get("crash", 0) + counts.get("memory", 0)
         if kind == "outside":
             if counts[kind] < OUTSIDE_KILLS:
-                return await self.run_batch([raw], alone=True)
+                return await self.run_batch(raw, alone=True)
             message = (
                 f"its worker process was killed from outside {counts[kind]} times ({detail}); "
                 "stop whatever kills the workers, then retry_failed()"
             )
-            return [LeafOutcome.failure(index, "WorkerKilled", message, attempts=ran)]
+            return self._failed(index, "WorkerKilled", message, ran)
         if tries <= self.retries:
-            return await self.run_batch([raw], alone=True)
+            return await self.run_batch(raw, alone=True)
         if kind == "timeout":
             message = (
                 f"the leaf ran {overrun:.1f}s past its execution timeout of "
                 f"{self.timeout_seconds:g}s without stopping when interrupted, so its worker "
                 f"was killed ({tries} time(s))"
             )
-            return [LeafOutcome.failure(index, "LeafTimeoutError", message, attempts=ran)]
+            return self._failed(index, "LeafTimeoutError", message, ran)
         cause = "ran out of memory" if kind == "memory" else "died"
         message = (
             f"the worker process {cause} while running this leaf alone, {tries} time(s) "
             f"({detail}); look for a segfault, a call to exit, or the memory the leaf needs"
         )
-        return [LeafOutcome.failure(index, "WorkerCrashed", message, attempts=ran)]
+        return self._failed(index, "WorkerCrashed", message, ran)
 
-    async def _in_pool(self, batch: list[str], alone: bool) -> bytes:
+    async def _in_pool(self, batch: Rows, alone: bool) -> bytes:
         """Submit a batch; ``alone`` waits for the pool to drain and keeps others out."""
         if alone:
             try:
@@ -257,7 +292,7 @@ class LocalDispatcher:
                 self.in_flight -= 1
                 self.pool_changed.notify_all()
 
-    async def _submit(self, batch: list[str]) -> bytes:
+    async def _submit(self, batch: Rows) -> bytes:
         pool = self.pool.executor
         try:
             data: bytes = await asyncio.get_running_loop().run_in_executor(
@@ -274,28 +309,38 @@ class LocalDispatcher:
             raise BrokenWorker(death) from None
         return data
 
-    async def run_leaves(
-        self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
-    ) -> list[LeafOutcome]:
-        pending = spec_json(specs)
-        cursor = 0
+    async def run_leaves(self, job: NodeJob, specs: pa.Table, sink: OutcomeSink) -> pa.Table:
+        path = str(self.handle.scratch / f"{uuid.uuid4().hex}.arrow")
+        await asyncio.to_thread(_write_specs_file, specs, path)
+        self.order[path] = specs.column("sort_index").to_numpy()
+        total, cursor = specs.num_rows, 0
 
-        async def lane() -> list[LeafOutcome]:
+        async def lane() -> list[pa.Table]:
             nonlocal cursor
-            collected: list[LeafOutcome] = []
+            collected: list[pa.Table] = []
             while True:
                 async with self.slots:
-                    if cursor >= len(pending):
+                    if cursor >= total:
                         return collected
-                    size = self.batch_size(len(pending) - cursor)
-                    batch = pending[cursor : cursor + size]
+                    size = self.batch_size(total - cursor)
+                    batch = Rows(path, cursor, cursor + size)
                     cursor += size
                     started = time.perf_counter()
                     outcomes = await self.run_batch(batch)
                     self.observe(outcomes, time.perf_counter() - started)
                 await sink(outcomes)
-                collected.extend(outcomes)
+                collected.append(outcomes)
 
-        width = min(2 * self.workers, len(pending))
-        lanes = await asyncio.gather(*(lane() for _ in range(width)))
-        return [outcome for lane_outcomes in lanes for outcome in lane_outcomes]
+        try:
+            lanes = await asyncio.gather(*(lane() for _ in range(min(2 * self.workers, total))))
+        finally:
+            del self.order[path]
+            Path(path).unlink(missing_ok=True)
+        return self._concat([table for tables in lanes for table in tables])
+
+
+def _write_specs_file(specs: pa.Table, path: str) -> None:
+    """The rows workers read: uncompressed Arrow, which they map into memory as it is."""
+    table = specs.select(["sort_index", SPEC_COLUMN])
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)

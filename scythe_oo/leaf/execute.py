@@ -14,17 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import pyarrow as pa
 from pydantic import ValidationError
 
-from scythe_oo.definition.base import AnyExperiment
+from scythe_oo.definition.base import AnyExperiment, ExperimentBase
 from scythe_oo.definition.context import LeafContext
 from scythe_oo.definition.errors import OutputValidationError
-from scythe_oo.definition.schema import row_values
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.leaf.deadline import Deadline, disarm
 from scythe_oo.leaf.host import leaf_host
 from scythe_oo.leaf.memory import peak_rss_mib, reset_peak
-from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.leaf.outcome_table import OutcomeRecorder
 from scythe_oo.leaf.user_tables import write_user_tables
 from scythe_oo.runfolder.layout import RunLayout, leaf_id
 from scythe_oo.storage.base import ArtifactStore
@@ -42,99 +42,7 @@ class RunContext:
         return RunLayout.from_experiment_id(self.experiment_id)
 
 
-def execute_leaf(
-    cls: AnyExperiment,
-    spec: ExperimentInputSpec,
-    run: RunContext,
-    *,
-    attempt: int = 1,
-    worker_name: str = "local",
-    timeout_seconds: float | None = None,
-    log_sink: Callable[[str], None] | None = None,
-    isolate_spec: bool = True,
-) -> LeafOutcome:
-    """Run one spec and report its outcome; never raises for errors of the user's code.
-
-    ``isolate_spec`` hands ``run`` a copy of the spec, so a run that mutates it cannot affect
-    a retry; a last attempt may skip the copy.
-    """
-    host = leaf_host()
-    layout = run.layout
-    sort_index = spec.sort_index
-    leaf = leaf_id(sort_index)
-    started = time.perf_counter()
-
-    def upload(field: str, path: Path) -> str:
-        return run.store.put_file(layout.result_file(field, leaf, "".join(path.suffixes)), path)
-
-    ctx = LeafContext(
-        workdir_prefix=f"scythe-{cls.name}-{leaf}-",
-        sort_index=sort_index,
-        experiment_id=run.experiment_id,
-        leaf_id=leaf,
-        attempt=attempt,
-        worker_name=worker_name,
-        fetch=host.cache.fetch,
-        upload=upload,
-        log_sink=log_sink,
-    )
-    try:
-        experiment = host.instance(cls)
-        deadline = Deadline(timeout_seconds, sort_index)
-        with deadline:
-            given = spec.model_copy() if isolate_spec else spec
-            local_spec = experiment.fetch_inputs(given, ctx)
-            try:
-                raw = experiment.run(local_spec, ctx)
-            except ValidationError as exc:
-                if exc.title != cls.schema.output_type.__name__:
-                    raise
-                raise _output_error(cls, exc, sort_index) from None
-        deadline.check()
-        output = _validated_output(cls, raw, sort_index)
-        output = experiment.publish_outputs(output, ctx)
-        schema = cls.schema
-        frames = output.dataframes
-        dataframes = (
-            write_user_tables(
-                frames,
-                store=run.store,
-                layout=layout,
-                leaf=leaf,
-                sort_index=sort_index,
-                index_levels=schema.index_columns(spec.computed_features),
-                known=host.column_types,
-            )
-            if frames
-            else {}
-        )
-        return LeafOutcome(
-            sort_index=sort_index,
-            leaf_id=leaf,
-            ok=True,
-            scalars=row_values(schema.scalar_outputs, output),
-            file_refs=row_values(schema.file_outputs, output),
-            dataframes=dataframes,
-            attempts=attempt,
-            worker=worker_name,
-            wall_time=time.perf_counter() - started,
-            finished_at=time.time(),
-        )
-    except BaseException as exc:  # sys.exit() or KeyboardInterrupt in run is this leaf's failure
-        return LeafOutcome.failure(
-            sort_index,
-            type(exc).__name__,
-            str(exc),
-            traceback=traceback.format_exc(),
-            attempts=attempt,
-            worker=worker_name,
-            wall_time=time.perf_counter() - started,
-        )
-    finally:
-        ctx.cleanup()
-
-
-def run_specs(
+def run_batch(
     cls: AnyExperiment,
     specs: Sequence[ExperimentInputSpec],
     run: RunContext,
@@ -144,37 +52,140 @@ def run_specs(
     timeout_seconds: float | None = None,
     log_sink: Callable[[str], None] | None = None,
     first_attempt: int = 1,
-) -> list[LeafOutcome]:
-    """Run specs one after another, trying each failed leaf again up to ``retries`` times with
-    a short backoff; every spec yields exactly one outcome."""
-    outcomes = []
+) -> pa.Table:
+    """Run specs one after another and return their outcome table; every spec yields exactly
+    one row. A failed leaf is tried again up to ``retries`` times, after a short backoff.
+
+    Whatever a leaf does (raise, call sys.exit, return a bad output), it ends as a row: the
+    user's errors never escape. The loop is lean because a tiny simulation costs less than a
+    framework that does per-leaf work it could do per batch.
+    """
+    recorder = OutcomeRecorder(cls.schema)
+    leaves = _Leaves(cls, run, recorder, worker_name, timeout_seconds, log_sink)
     reset_peak()
     try:
         for spec in specs:  # the collector stays on: user code may well create cycles
             attempt = first_attempt
-            while True:
-                last = attempt - first_attempt >= retries
-                outcome = execute_leaf(
-                    cls,
-                    spec,
-                    run,
-                    attempt=attempt,
-                    worker_name=worker_name,
-                    timeout_seconds=timeout_seconds,
-                    log_sink=log_sink,
-                    isolate_spec=not last,
-                )
-                if outcome.ok or last:
-                    break
+            while not leaves.attempt(spec, attempt, last=attempt - first_attempt >= retries):
                 time.sleep(min(0.05 * 2**attempt, 2.0))
                 attempt += 1
-            outcomes.append(outcome)
     finally:
         disarm()
-    peak = peak_rss_mib()
-    for outcome in outcomes:
-        outcome.peak_rss_mib = peak
-    return outcomes
+    return recorder.table(peak_rss_mib())
+
+
+class _Leaves:
+    """Runs one leaf after another for a batch, sharing what leaves can share: the
+    experiment instance, one LeafContext (reset per leaf) and the hooks that are no-ops."""
+
+    def __init__(
+        self,
+        cls: AnyExperiment,
+        run: RunContext,
+        recorder: OutcomeRecorder,
+        worker_name: str,
+        timeout_seconds: float | None,
+        log_sink: Callable[[str], None] | None,
+    ) -> None:
+        host = leaf_host()
+        self.cls = cls
+        self.schema = cls.schema
+        self.run = run
+        self.layout = run.layout
+        self.host = host
+        self.recorder = recorder
+        self.worker = worker_name
+        self.timeout = timeout_seconds
+        self.experiment: ExperimentBase[Any, Any] | None = None
+        self.ctx = LeafContext(
+            workdir_prefix=f"scythe-{cls.name}-",
+            sort_index=-1,
+            experiment_id=run.experiment_id,
+            leaf_id="",
+            worker_name=worker_name,
+            fetch=host.cache.fetch,
+            upload=self._upload,
+            log_sink=log_sink,
+        )
+        # The default hooks do nothing for a schema without files: skip the calls.
+        self.fetches = bool(self.schema.file_inputs) or _overrides(cls, "fetch_inputs")
+        self.publishes = bool(self.schema.file_outputs) or _overrides(cls, "publish_outputs")
+
+    def _instance(self) -> ExperimentBase[Any, Any]:
+        """The process's instance of the experiment, set up on first use: a setup that fails
+        is every leaf's failure, so it is tried again for the next leaf."""
+        self.experiment = self.host.instance(self.cls)
+        return self.experiment
+
+    def _upload(self, field: str, path: Path) -> str:
+        key = self.layout.result_file(field, self.ctx.leaf_id, "".join(path.suffixes))
+        return self.run.store.put_file(key, path)
+
+    def attempt(self, spec: ExperimentInputSpec, attempt: int, *, last: bool) -> bool:
+        """Run ``spec`` once; record its outcome when it succeeds or this is its last try.
+        True when recorded."""
+        cls, ctx = self.cls, self.ctx
+        sort_index = spec.sort_index
+        ctx.sort_index, ctx.leaf_id, ctx.attempt = sort_index, leaf_id(sort_index), attempt
+        started = time.perf_counter()
+        try:
+            experiment = self.experiment or self._instance()
+            deadline = Deadline(self.timeout, sort_index)
+            with deadline:
+                given = spec if last else spec.model_copy()  # a retry gets the spec untouched
+                local_spec = experiment.fetch_inputs(given, ctx) if self.fetches else given
+                try:
+                    raw = experiment.run(local_spec, ctx)
+                except ValidationError as exc:
+                    if exc.title != self.schema.output_type.__name__:
+                        raise
+                    raise _output_error(cls, exc, sort_index) from None
+            deadline.check()
+            output = _validated_output(cls, raw, sort_index)
+            if self.publishes:
+                output = experiment.publish_outputs(output, ctx)
+            frames = output.dataframes
+            dataframes = (
+                write_user_tables(
+                    frames,
+                    store=self.run.store,
+                    layout=self.layout,
+                    leaf=ctx.leaf_id,
+                    sort_index=sort_index,
+                    index_levels=self.schema.index_columns(spec.computed_features),
+                    known=self.host.column_types,
+                )
+                if frames
+                else None
+            )
+            self.recorder.ok(
+                sort_index,
+                output,
+                dataframes,
+                attempt,
+                self.worker,
+                time.perf_counter() - started,
+            )
+            return True
+        except BaseException as exc:  # sys.exit() or KeyboardInterrupt in run is a failure too
+            if not last:
+                return False
+            self.recorder.fail(
+                sort_index,
+                type(exc).__name__,
+                str(exc),
+                traceback.format_exc(),
+                attempt,
+                self.worker,
+                time.perf_counter() - started,
+            )
+            return True
+        finally:
+            ctx.cleanup()
+
+
+def _overrides(cls: AnyExperiment, hook: str) -> bool:
+    return getattr(cls, hook) is not getattr(ExperimentBase, hook)
 
 
 def _validated_output(cls: AnyExperiment, raw: Any, sort_index: int) -> Any:

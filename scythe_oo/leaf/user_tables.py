@@ -22,12 +22,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scythe_oo.definition.errors import OutputValidationError
 from scythe_oo.definition.schema import RESERVED_TABLE_NAMES
 from scythe_oo.runfolder.layout import RunLayout
-from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META
+from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META, write_parquet
 from scythe_oo.storage.base import ArtifactStore
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
@@ -56,7 +55,7 @@ def write_user_tables(
     keys: dict[str, str] = {}
     for name, table in tables.items():
         buffer = io.BytesIO()
-        pq.write_table(table, buffer)
+        write_parquet(table, buffer)
         key = layout.leaf_dataframe(name, leaf)
         store.put_bytes(key, buffer.getvalue())
         keys[name] = key

@@ -101,6 +101,10 @@ class RunLayout:
     def node_output(self, node: str, table: str) -> str:
         return self.key("scatter-gather", "output", node, f"{table}.pq")
 
+    def node_part(self, node: str, window: int, table: str) -> str:
+        """A window of a large base node's table, before the windows are merged."""
+        return self.key("scatter-gather", "output", node, "parts", f"{window:06d}", f"{table}.pq")
+
     def node_output_prefix(self, node: str) -> str:
         return self.key("scatter-gather", "output", node)
 

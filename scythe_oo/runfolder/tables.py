@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pyarrow as pa
@@ -31,9 +32,35 @@ DATAFRAME_INDEX_META = b"scythe.index"
 """Schema metadata of a user table: its own index levels, comma-separated."""
 
 
+def parquet_options(schema: pa.Schema) -> dict[str, Any]:
+    """How every table of ours is written: zstd, with dictionary encoding only for text and
+    flags. Simulation outputs are mostly unique floats, for which a dictionary never pays: it
+    made writing 100,000 rows of 25 float columns five times slower (0.34 s against 0.07 s)
+    and the file larger."""
+    dictionary = [
+        field.name
+        for field in schema
+        if pa.types.is_string(field.type)
+        or pa.types.is_large_string(field.type)
+        or pa.types.is_boolean(field.type)
+        or pa.types.is_dictionary(field.type)
+    ]
+    return {"compression": COMPRESSION, "use_dictionary": dictionary}
+
+
+def write_parquet(table: pa.Table, where: Any) -> None:
+    """``table`` to a path or a file object, written the way every table of ours is."""
+    pq.write_table(table, where, **parquet_options(table.schema))
+
+
+def parquet_writer(where: Any, schema: pa.Schema) -> pq.ParquetWriter:
+    """A row-group-at-a-time writer for ``schema``, written the way every table of ours is."""
+    return pq.ParquetWriter(where, schema, **parquet_options(schema))
+
+
 def write_table(store: ArtifactStore, key: str, table: pa.Table) -> str:
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression=COMPRESSION)
+    write_parquet(table, buffer)
     return store.put_bytes(key, buffer.getvalue())
 
 
@@ -90,13 +117,13 @@ def parquet_sink(store: ArtifactStore, key: str, schema: pa.Schema) -> Iterator[
     if isinstance(store, LocalStore):
         with (
             atomic_destination(store.path_of(key)) as tmp,
-            pq.ParquetWriter(tmp, schema, compression=COMPRESSION) as writer,
+            parquet_writer(tmp, schema) as writer,
         ):
             yield writer
         return
     with tempfile.TemporaryDirectory(prefix="scythe-write-") as tmpdir:
         path = Path(tmpdir) / "table.pq"
-        with pq.ParquetWriter(path, schema, compression=COMPRESSION) as writer:
+        with parquet_writer(path, schema) as writer:
             yield writer
         store.put_file(key, path)
 

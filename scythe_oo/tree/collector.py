@@ -7,9 +7,9 @@ Parquet files (scythe_oo.tree.gather), so no node holds its whole subtree's resu
 
 from __future__ import annotations
 
-import operator
+import json
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 import pyarrow as pa
@@ -19,9 +19,9 @@ from scythe_oo.definition.schema import (
     FAILURE_COLUMN_NAMES,
     LEAF_STATS_COLUMN_NAMES,
     ExperimentSchema,
-    scalar_columns,
+    FieldPlan,
 )
-from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.leaf.outcome_table import FILE, OUT
 from scythe_oo.runfolder.specs import index_names
 from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META, read_table
 from scythe_oo.tree.gather import merge_sorted
@@ -85,51 +85,41 @@ class ResultCollector:
         self,
         schema: ExperimentSchema,
         specs: pa.Table,
-        outcomes: Sequence[LeafOutcome],
+        outcomes: pa.Table,
         store: ArtifactStore,
     ) -> NodeTables:
-        """Tables for the leaves of one base-case node; ``specs`` holds their index columns."""
-        index = specs.select(index_names(specs))
-        position = {s: i for i, s in enumerate(index.column("sort_index").to_pylist())}
-        by_index = operator.attrgetter("sort_index")
-        good = sorted([o for o in outcomes if o.ok], key=by_index)
-        bad = sorted([o for o in outcomes if not o.ok], key=by_index)
-        good_index = index.take(pa.array([position[o.sort_index] for o in good], type=pa.int64()))
-        bad_index = index.take(pa.array([position[o.sort_index] for o in bad], type=pa.int64()))
+        """Tables for the leaves of one base-case node, built column by column.
 
-        scalars = _with_columns(
-            good_index, scalar_columns(schema.scalar_outputs, [o.scalars for o in good])
-        )
-        refs = _with_columns(
-            good_index, scalar_columns(schema.file_outputs, [o.file_refs for o in good])
-        )
-        failures = _with_columns(
-            bad_index,
-            {
-                name: pa.array([getattr(o, name) for o in bad], type=kind)
-                for name, kind in FAILURE_COLUMNS.items()
-            },
-        )
-        everyone = sorted(outcomes, key=by_index)
-        stats = _with_columns(
-            index.take(pa.array([position[o.sort_index] for o in everyone], type=pa.int64())),
-            _leaf_stats(everyone),
-        )
+        ``specs`` holds the node's index columns; ``outcomes`` one row per leaf (an outcome
+        table, see ``scythe_oo.leaf.outcome_table``), in any order.
+        """
+        index = specs.select(index_names(specs))
+        outcomes = outcomes.sort_by("sort_index")
+        rows = pc.index_in(outcomes.column("sort_index"), value_set=index.column("sort_index"))
+        indexed = index.take(rows)
+        ok = outcomes.column("ok")
+        good, bad = pc.filter(outcomes, ok), pc.filter(outcomes, pc.invert(ok))
+        good_index, bad_index = pc.filter(indexed, ok), pc.filter(indexed, pc.invert(ok))
+
+        def columns(table: pa.Table, prefix: str, plans: Sequence[FieldPlan]) -> dict[str, Any]:
+            return {p.name: table.column(prefix + p.name) for p in plans}
+
         tables = {
-            "scalars": scalars,
-            "result_file_refs": refs,
-            "failures": failures,
-            "leaf_stats": stats,
+            "scalars": _with_columns(good_index, columns(good, OUT, schema.scalar_outputs)),
+            "result_file_refs": _with_columns(good_index, columns(good, FILE, schema.file_outputs)),
+            "failures": _with_columns(
+                bad_index, {name: bad.column(name) for name in FAILURE_COLUMNS}
+            ),
+            "leaf_stats": _with_columns(indexed, _leaf_stats(outcomes)),
         }
-        names = sorted({name for o in good if o.dataframes for name in o.dataframes})
-        for name in names:
-            parts = []
-            for row, outcome in enumerate(good):
-                key = outcome.dataframes.get(name)
-                if key is None:
-                    continue
-                frame = read_table(store, key)
-                parts.append(_prepend_index(good_index.slice(row, 1), frame))
+        frames = good.column("dataframes").to_pylist()
+        named = [(row, json.loads(raw)) for row, raw in enumerate(frames) if raw]
+        for name in sorted({name for _, keys in named for name in keys}):
+            parts = [
+                _prepend_index(good_index.slice(row, 1), read_table(store, keys[name]))
+                for row, keys in named
+                if name in keys
+            ]
             tables[DATAFRAME_PREFIX + name] = concat(parts)
         return NodeTables({name: self.leaf_table(name, table) for name, table in tables.items()})
 
@@ -157,25 +147,19 @@ class ResultCollector:
             merge_sorted(store, keys, destinations[name], budget_rows=self.merge_rows)
 
 
-def _leaf_stats(outcomes: Sequence[LeafOutcome]) -> dict[str, pa.Array]:
-    """leaf_stats columns (this runs for every leaf of a sweep: one C-level pass a column)."""
-    columns = {
-        name: pa.array(list(map(operator.attrgetter(name), outcomes)), type=kind)
-        for name, kind in LEAF_STATS_COLUMNS.items()
-        if name != "finished_at"
+def _leaf_stats(outcomes: pa.Table) -> dict[str, Any]:
+    """leaf_stats columns; the end time becomes a UTC timestamp (0: not known, older journals)."""
+    columns: dict[str, Any] = {
+        name: outcomes.column(name) for name in LEAF_STATS_COLUMNS if name != "finished_at"
     }
-    # seconds since the epoch -> a UTC timestamp (0 means "not known": older journals)
-    seconds = pa.array(list(map(_FINISHED, outcomes)), type=pa.float64())
+    seconds = outcomes.column("finished_at")
     micros = pc.cast(pc.multiply(seconds, 1_000_000), pa.int64(), safe=False)
     known = pc.if_else(pc.greater(seconds, 0), micros, pa.scalar(None, pa.int64()))
     columns["finished_at"] = known.cast(LEAF_STATS_COLUMNS["finished_at"])
     return {name: columns[name] for name in LEAF_STATS_COLUMN_NAMES}
 
 
-_FINISHED = operator.attrgetter("finished_at")
-
-
-def _with_columns(index: pa.Table, columns: dict[str, pa.Array]) -> pa.Table:
+def _with_columns(index: pa.Table, columns: dict[str, Any]) -> pa.Table:
     table = index
     for name, column in columns.items():
         table = table.append_column(name, column)

@@ -17,7 +17,6 @@ import pyarrow as pa
 
 from scythe_oo.definition.portable import from_portable, to_portable
 from scythe_oo.definition.recursion import RecursionPolicy
-from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.runfolder.layout import ROOT_NODE, RunLayout
 from scythe_oo.tree.collector import ResultCollector
 
@@ -77,7 +76,8 @@ class NodeResult:
     """True when this node ran leaves itself (its counts are leaf counts, not subtotals)."""
 
 
-OutcomeSink = Callable[[Sequence[LeafOutcome]], Awaitable[None]]
+OutcomeSink = Callable[[pa.Table], Awaitable[None]]
+"""Told each batch of outcomes (an outcome table) as it arrives."""
 
 
 class Dispatcher(Protocol):
@@ -103,8 +103,7 @@ class Dispatcher(Protocol):
         """
         ...
 
-    async def run_leaves(
-        self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
-    ) -> list[LeafOutcome]:
-        """Run the leaves of ``specs``; pass outcomes to ``sink`` as they arrive."""
+    async def run_leaves(self, job: NodeJob, specs: pa.Table, sink: OutcomeSink) -> pa.Table:
+        """Run the leaves of ``specs``; pass outcomes to ``sink`` as they arrive, and return
+        them all (an outcome table, one row per spec)."""
         ...

@@ -2,22 +2,21 @@
 
 A spot worker or the driver can die at any moment. Writing one object per leaf would make
 10^6 tiny files; writing nothing until the node finishes would make a resumed run pay again for
-every leaf. The journal sits between: outcomes are appended in batches, each batch one
-JSON-lines object, and a node that starts again reads them back and dispatches only what is
-missing.
+every leaf. The journal sits between: outcome tables are appended in batches, each batch one
+Parquet file (which keeps inf and NaN exactly), and a node that starts again reads them back
+and dispatches only what is missing.
 
 A batch is written once its leaves add up to ``max_seconds`` of work, or ``max_seconds`` after
 the last write, so a run that dies repeats about that much work at most. A leaf that took a
 minute is written at once. 20,000 leaves of a millisecond each, done before either bound is
-reached, are never serialised at all: the node's own tables are written moments later. A node
+reached, are never written at all: the node's own tables are written moments later. A node
 with failed leaves journals everything, because ``retry_failed`` runs it again and takes its
 successes from the journal.
 """
 
 from __future__ import annotations
 
-import math
-import operator
+import io
 import threading
 import time
 import uuid
@@ -25,15 +24,22 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import attrs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from scythe_oo.leaf.outcome import OUTCOMES, LeafOutcome
+from scythe_oo.definition.schema import ExperimentSchema
+from scythe_oo.leaf.outcome import OUTCOMES
+from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_schema, outcome_table
+from scythe_oo.runfolder.tables import conform, write_parquet
+from scythe_oo.storage.base import ArtifactStore
 
 if TYPE_CHECKING:
     from scythe_oo.runfolder.layout import RunLayout
 
-from scythe_oo.storage.base import ArtifactStore
-
-_WALL_TIME = operator.attrgetter("wall_time")
+LEAF_MARK = "leaves"
+"""Marks a batch its leaves journaled themselves (see ``write_outcomes``)."""
 
 
 class LeafJournal:
@@ -44,46 +50,54 @@ class LeafJournal:
         store: ArtifactStore,
         layout: RunLayout,
         node: str,
+        schema: ExperimentSchema,
         generation: int = 1,
         *,
         max_seconds: float = 5.0,
     ) -> None:
         self.store = store
         self.prefix = layout.journal_prefix(node)
+        self.schema = schema
         self.generation = generation
         self._lock = threading.Lock()
         self.max_seconds = max_seconds
-        self._pending: list[LeafOutcome] = []
+        self._pending: list[pa.Table] = []
         self._pending_work = 0.0
         self._last_write = time.monotonic()
 
-    def settled(self) -> dict[int, LeafOutcome]:
-        """Leaves that need not run again, by sort_index: every success, and the failures of
-        the current generation (older failures are what ``retry_failed`` reruns)."""
-        latest: dict[int, tuple[int, LeafOutcome]] = {}
+    def settled(self) -> pa.Table:
+        """Leaves that need not run again: every success, and the failures of the current
+        generation (older failures are what ``retry_failed`` reruns), one row each."""
+        parts, generations = [], []
         for key in self.store.list_keys(self.prefix + "/"):
             name = key.rsplit("/", 1)[-1]
-            if not (name.startswith("g") and name.endswith((".json", ".jsonl"))):
+            if not (name.startswith("g") and name.endswith((".pq", ".json", ".jsonl"))):
                 continue
-            generation = int(name[1:].split("-", 1)[0])
-            for outcome in _parse(self.store.get_bytes(key)):
-                latest[outcome.sort_index] = (generation, outcome)
-        return {
-            index: outcome
-            for index, (generation, outcome) in latest.items()
-            if outcome.ok or generation == self.generation
-        }
+            table = _parse(self.schema, name, self.store.get_bytes(key))
+            parts.append(table)
+            generations.append(np.full(table.num_rows, int(name[1:].split("-", 1)[0])))
+        if not parts:
+            return empty_outcomes(self.schema)
+        table = pa.concat_tables(parts)
+        generation = np.concatenate(generations)
+        # Files are read in name order (generation, then time): the last row of a leaf wins.
+        index = table.column("sort_index").to_numpy()
+        _, first_from_end = np.unique(index[::-1], return_index=True)
+        latest = np.sort(len(index) - 1 - first_from_end)
+        ok = table.column("ok").to_numpy(zero_copy_only=False)[latest]
+        keep = latest[ok | (generation[latest] == self.generation)]
+        return table.take(pa.array(keep, type=pa.int64()))
 
-    def record(self, outcomes: Sequence[LeafOutcome]) -> None:
+    def record(self, outcomes: pa.Table) -> None:
         """Buffer outcomes; write them once they hold enough work or enough time passed."""
         with self._lock:
-            self._pending.extend(outcomes)
-            self._pending_work += math.fsum(map(_WALL_TIME, outcomes))
+            self._pending.append(outcomes)
+            self._pending_work += pc.sum(outcomes.column("wall_time")).as_py() or 0.0
             now = time.monotonic()
             due = (
                 self._pending_work >= self.max_seconds or now - self._last_write >= self.max_seconds
             )
-            if not (due and self._pending):
+            if not due:
                 return
             batch, self._pending, self._pending_work = self._pending, [], 0.0
             self._last_write = now
@@ -94,36 +108,45 @@ class LeafJournal:
             batch, self._pending, self._pending_work = self._pending, [], 0.0
         self._write(batch)
 
-    def _write(self, batch: Sequence[LeafOutcome]) -> None:
-        write_outcomes(self.store, self.prefix, self.generation, batch)
+    def _write(self, batch: Sequence[pa.Table]) -> None:
+        if batch:
+            write_outcomes(self.store, self.prefix, self.generation, pa.concat_tables(batch))
 
 
 def write_outcomes(
     store: ArtifactStore,
     prefix: str,
     generation: int,
-    outcomes: Sequence[LeafOutcome],
+    outcomes: pa.Table,
     *,
     by_leaves: bool = False,
 ) -> None:
-    """One batch file of the journal under ``prefix``: a JSON array that keeps every value
-    exactly (inf and NaN included). Names sort by generation, then time, so a later attempt of
-    a leaf is read last.
+    """One batch file of the journal under ``prefix``, a Parquet outcome table. Names sort
+    by generation, then time, so a later attempt of a leaf is read last.
 
     ``by_leaves`` marks a batch its leaves wrote themselves (on a distributed engine, as soon
     as they finish, so that nothing they did depends on their node hearing of it); its name
     also counts its successes and failures, so progress can be read from names alone."""
-    if not outcomes:
+    if not outcomes.num_rows:
         return
     stem = f"g{generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     if by_leaves:
-        ok = sum(map(_OK, outcomes))
-        stem += f"-{LEAF_MARK}-{ok}-{len(outcomes) - ok}"
-    store.put_bytes(f"{prefix}/{stem}.json", OUTCOMES.dump_json(list(outcomes)))
+        ok = int(pc.sum(outcomes.column("ok")).as_py() or 0)
+        stem += f"-{LEAF_MARK}-{ok}-{outcomes.num_rows - ok}"
+    buffer = io.BytesIO()
+    write_parquet(outcomes, buffer)
+    store.put_bytes(f"{prefix}/{stem}.pq", buffer.getvalue())
 
 
-LEAF_MARK = "leaves"
-_OK = operator.attrgetter("ok")
+def _parse(schema: ExperimentSchema, name: str, body: bytes) -> pa.Table:
+    """A batch file as an outcome table: Parquet, or JSON written before 0.2 (an array, or
+    one outcome per line)."""
+    if name.endswith(".pq"):
+        return conform(pq.read_table(pa.BufferReader(body)), outcome_schema(schema))
+    if body.lstrip().startswith(b"["):
+        return outcome_table(schema, OUTCOMES.validate_json(body))
+    lines = [line for line in body.splitlines() if line.strip()]
+    return outcome_table(schema, OUTCOMES.validate_json(b"[" + b",".join(lines) + b"]"))
 
 
 @attrs.frozen
@@ -151,11 +174,3 @@ def journal_activity(store: ArtifactStore, prefix: str) -> JournalActivity:
             succeeded += int(parts[4])
             failed += int(parts[5])
     return JournalActivity(succeeded, failed, last)
-
-
-def _parse(body: bytes) -> list[LeafOutcome]:
-    """A batch file: a JSON array, or (journals written before 0.2) one outcome per line."""
-    if body.lstrip().startswith(b"["):
-        return OUTCOMES.validate_json(body)
-    lines = [line for line in body.splitlines() if line.strip()]
-    return OUTCOMES.validate_json(b"[" + b",".join(lines) + b"]")

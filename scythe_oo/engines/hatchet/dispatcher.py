@@ -27,6 +27,7 @@ from scythe_oo.engines.hatchet.payloads import (
     as_node_output,
 )
 from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
 from scythe_oo.runfolder.specs import spec_json
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.job import NodeJob, NodeResult, OutcomeSink
@@ -102,9 +103,7 @@ class HatchetDispatcher:
             results.extend(as_node_output(o).node_result() for o in outputs)
         return results
 
-    async def run_leaves(
-        self, job: NodeJob, specs: pa.Table, sink: OutcomeSink
-    ) -> list[LeafOutcome]:
+    async def run_leaves(self, job: NodeJob, specs: pa.Table, sink: OutcomeSink) -> pa.Table:
         """Probe how long one leaf takes, then dispatch the rest in batches that run for
         about ``min_batch_seconds`` each: tiny simulations then pay one Hatchet task per
         batch instead of one per leaf. Batch sizes follow from the probes' recorded times,
@@ -114,12 +113,13 @@ class HatchetDispatcher:
         outcomes = await self._dispatch(job, [[p] for p in probes], sink)
         size = self._batch_size(outcomes, rest)
         batches = [rest[i : i + size] for i in range(0, len(rest), size)]
-        return [*outcomes, *await self._dispatch(job, batches, sink)]
+        return pa.concat_tables([outcomes, await self._dispatch(job, batches, sink)])
 
-    def _batch_size(self, probed: Sequence[LeafOutcome], rest: Sequence[tuple[int, str]]) -> int:
-        if not rest or not probed:
+    def _batch_size(self, probed: pa.Table, rest: Sequence[tuple[int, str]]) -> int:
+        if not rest or not probed.num_rows:
             return 1
-        seconds = max(sorted(o.wall_time for o in probed)[len(probed) // 2], 1e-3)
+        times = sorted(probed.column("wall_time").to_pylist())
+        seconds = max(float(times[len(times) // 2]), 1e-3)
         wanted = math.ceil(self.cls.min_batch_seconds / seconds)
         timeout = Settings.from_env().leaf_timeouts(self.cls.timeouts).execution
         # a batch must finish well inside the task's execution timeout, and its input and
@@ -130,7 +130,7 @@ class HatchetDispatcher:
 
     async def _dispatch(
         self, job: NodeJob, batches: Sequence[Sequence[tuple[int, str]]], sink: OutcomeSink
-    ) -> list[LeafOutcome]:
+    ) -> pa.Table:
         task = self.leaf_task
         input_model = self.leaf_input
 
@@ -147,7 +147,7 @@ class HatchetDispatcher:
                 child_key=self._child_key(job, f"{job.node}/{tag}-{first}-{count}"),
             )
 
-        async def one_chunk(chunk: Sequence[Sequence[tuple[int, str]]]) -> list[LeafOutcome]:
+        async def one_chunk(chunk: Sequence[Sequence[tuple[int, str]]]) -> pa.Table:
             outputs = await task.aio_run_many(
                 [item(batch, "leaves") for batch in chunk], return_exceptions=True
             )
@@ -169,11 +169,12 @@ class HatchetDispatcher:
                         outcomes.append(_lost_leaf(batch[0][0], output, self.cls.retries))
                     else:
                         outcomes.extend(as_leaf_output(output).outcomes)
-            await sink(outcomes)
-            return outcomes
+            table = outcome_table(self.cls.schema, outcomes)
+            await sink(table)
+            return table
 
         gathered = await asyncio.gather(*(one_chunk(c) for c in _chunks(batches, SPAWN_CHUNK)))
-        return [outcome for chunk in gathered for outcome in chunk]
+        return pa.concat_tables([empty_outcomes(self.cls.schema), *gathered])
 
 
 def _chunks(items: Sequence[Any], size: int) -> list[list[Any]]:

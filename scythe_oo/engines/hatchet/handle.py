@@ -107,9 +107,7 @@ class HatchetRunHandle:
             self._activity_read = now
         return self._activity
 
-    def _quiet_or(
-        self, manifest: Manifest, state: RunState, activity: JournalActivity
-    ) -> Progress:
+    def _quiet_or(self, manifest: Manifest, state: RunState, activity: JournalActivity) -> Progress:
         """``state`` with the leaf counts, or failed when the run has been quiet too long."""
         total = manifest.n_specs
         if state in ("queued", "running") and not manifest.one_off:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import attrs
+import pyarrow as pa
 from hatchet_sdk import Context, DesiredWorkerLabel, DurableContext, Hatchet
 
 from scythe_oo.definition.base import REGISTRY, AnyExperiment
@@ -29,8 +30,8 @@ from scythe_oo.engines.hatchet.payloads import (
     NodeTaskOutput,
     leaf_input_model,
 )
-from scythe_oo.leaf.execute import RunContext, run_specs
-from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.leaf.execute import RunContext, run_batch
+from scythe_oo.leaf.outcome_table import outcomes_of
 from scythe_oo.runfolder.layout import ROOT_NODE
 from scythe_oo.runfolder.manifest import ManifestFile
 from scythe_oo.runfolder.tables import read_table
@@ -39,7 +40,8 @@ from scythe_oo.tree.collector import ResultCollector
 from scythe_oo.tree.final import finalize_run
 from scythe_oo.tree.job import NodeJob
 from scythe_oo.tree.journal import write_outcomes
-from scythe_oo.tree.node import run_node, write_node
+from scythe_oo.tree.node import run_node
+from scythe_oo.tree.node_tables import write_node
 
 SCATTER_GATHER_TASK = "scythe_scatter_gather"
 
@@ -125,7 +127,7 @@ def _declare_leaf_task(
         store = store_from_description(input.store)
         run = RunContext(experiment_id=input.experiment_id, store=store)
         specs = list(getattr(input, "specs", []))
-        outcomes = run_specs(
+        table = run_batch(
             cls,
             specs,
             run,
@@ -135,13 +137,13 @@ def _declare_leaf_task(
             first_attempt=ctx.retry_count * (cls.retries + 1) + 1,
         )
         if input.one_off:
-            _finish_one_off(cls, run, input.node, outcomes, ctx.workflow_run_id)
+            _finish_one_off(cls, run, input.node, table, ctx.workflow_run_id)
         else:
             # Journaled here, not only by the node: if the engine loses track of the node (an
             # engine restart can), a resumed run still finds these leaves done.
             prefix = run.layout.journal_prefix(input.node)
-            write_outcomes(store, prefix, input.generation, outcomes, by_leaves=True)
-        return LeafTaskOutput(outcomes=outcomes)
+            write_outcomes(store, prefix, input.generation, table, by_leaves=True)
+        return LeafTaskOutput(outcomes=outcomes_of(cls.schema, table))
 
     leaf.__name__ = f"leaf_{cls.name}"
     return hatchet.task(
@@ -172,7 +174,7 @@ def _finish_one_off(
     cls: AnyExperiment,
     run: RunContext,
     node: str,
-    outcomes: list[LeafOutcome],
+    outcomes: pa.Table,
     engine_run_id: str,
 ) -> None:
     """A single-spec run has no tree; its leaf writes the node tables and final/ itself."""
