@@ -33,6 +33,7 @@ from scythe_oo import (
     SemVer,
     SpecValidationError,
 )
+from scythe_oo.driver import spool
 from scythe_oo.runfolder import specs as specs_format
 
 pytestmark = pytest.mark.timeout(120)
@@ -379,13 +380,17 @@ class ChunkedSquare(Experiment[ChunkedInput, AllocOutput]):
         return AllocOutput(area=float(spec.k * spec.k))
 
 
-@pytest.mark.parametrize("chunk_rows", [3, 1_000])
+@pytest.mark.parametrize(
+    ("chunk_rows", "in_memory"), [(3, 0), (3, spool.MEMORY_BYTES), (1_000, spool.MEMORY_BYTES)]
+)
 def test_specs_written_in_chunks_equal_one_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk_rows: int, in_memory: int
 ) -> None:
     """specs.pq is written a chunk at a time; chunks whose computed features were typed
-    differently are unified, so the table is the same whatever the chunk size."""
+    differently are unified, so the table is the same whatever the chunk size, and whether
+    the spool kept the chunks in memory or on disk."""
     monkeypatch.setattr(specs_format, "SPECS_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(spool, "MEMORY_BYTES", in_memory)
     store = LocalStore(root=tmp_path)
     specs = [ChunkedInput(k=k) for k in range(10)]
 

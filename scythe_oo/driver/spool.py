@@ -2,9 +2,11 @@
 
 Specs arrive as a stream that may not fit in memory and may not be readable twice (a
 generator). They must all be checked before the run folder is claimed, and written into it
-after. So the first pass encodes each chunk as it is checked and writes it to a staging
-folder; the second pass, once the folder exists, streams the spool into specs.pq, splicing in
-the run's ids and the uploaded files' URIs. Neither pass holds more than one chunk.
+after. So the first pass encodes each chunk as it is checked and keeps it, in memory up to
+MEMORY_BYTES of encoded chunks (a sweep of 10^5 specs, say, never touches the disk) and in a
+staging folder beyond; the second pass, once the folder exists, streams the spool into
+specs.pq, splicing in the run's ids and the uploaded files' URIs. Neither pass holds more than
+one chunk of pydantic objects, nor more than MEMORY_BYTES of encoded ones.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from scythe_oo.runfolder.specs import specs_table
 from scythe_oo.runfolder.tables import conform, parquet_sink, write_parquet
 from scythe_oo.storage.base import ArtifactStore
 
+MEMORY_BYTES = 64 * 2**20
+"""Encoded chunks the spool keeps in memory before it writes the rest to disk."""
+
 
 class SpecSpool:
     """Encoded chunks of specs, gathered into files of about SPECS_CHUNK_ROWS rows."""
@@ -34,6 +39,7 @@ class SpecSpool:
         self._pending_rows = 0
         self._files: list[tuple[Path | pa.Table, int]] = []  # (chunk, position of its first spec)
         self._schema: pa.Schema | None = None
+        self._in_memory = 0
 
     def add(self, encoded: pa.Table) -> None:
         self._pending.append(encoded)
@@ -42,14 +48,15 @@ class SpecSpool:
         if self._pending_rows >= specs_format.SPECS_CHUNK_ROWS:
             self._flush()
 
-    def _flush(self, keep: bool = False) -> None:
-        """Turn what is pending into one chunk: on disk, or (``keep``, for a sweep that is
-        one chunk in all) in memory, where it costs no more than it already does."""
+    def _flush(self) -> None:
+        """Turn what is pending into one chunk: in memory while the spool's share of memory
+        allows (it costs no more there than it already does), else on disk."""
         if not self._pending:
             return
         table = pa.concat_tables(self._pending, promote_options="permissive")
         first = self.count - self._pending_rows
-        if keep:
+        if self._in_memory + table.nbytes <= MEMORY_BYTES:
+            self._in_memory += table.nbytes
             self._files.append((table, first))
         else:
             path = self.directory / f"spool-{len(self._files):06d}.pq"
@@ -60,7 +67,7 @@ class SpecSpool:
     def finish(self, problems: Problems) -> None:
         """Write what is pending and settle one schema for every chunk; computed features are
         typed by their values, and chunks whose types cannot be unified are a problem."""
-        self._flush(keep=not self._files)
+        self._flush()
         schemas = [
             chunk.schema if isinstance(chunk, pa.Table) else pq.read_schema(chunk)
             for chunk, _ in self._files

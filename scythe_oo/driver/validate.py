@@ -67,7 +67,7 @@ def validate_chunk(
     """Validated copies of the specs of ``chunk`` (which starts at position ``first``), or
     an empty list after adding a problem for each invalid one."""
     input_type = cls.schema.input_type
-    if not any(_foreign(input_type, item) for item in chunk):
+    if not any(_foreign_type(input_type, kind) for kind in set(map(type, chunk))):
         try:
             return list(
                 cls.schema.spec_list.validate_python(
@@ -97,8 +97,12 @@ def validate_chunk(
 
 def _foreign(input_type: type[ExperimentInputSpec], item: Any) -> bool:
     """A spec of another experiment."""
-    return type(item) is not input_type and (
-        isinstance(item, ExperimentInputSpec) and not isinstance(item, input_type)
+    return _foreign_type(input_type, type(item))
+
+
+def _foreign_type(input_type: type[ExperimentInputSpec], kind: type) -> bool:
+    return kind is not input_type and (
+        issubclass(kind, ExperimentInputSpec) and not issubclass(kind, input_type)
     )
 
 

@@ -156,11 +156,30 @@ def _tails(
     # specs the copies would cost more than everything else allocate does.
     exclude = set(_json_exclude(schema.input_type))
     to_json = schema.input_type.__pydantic_serializer__.to_json  # model_dump_json, unwrapped
+    try:
+        bodies = pa.array([to_json(s, exclude=exclude, warnings=False) for s in specs], pa.binary())
+        array = bodies.cast(pa.string())
+    except Exception:  # a lone surrogate, say: name the spec and the field that holds it
+        return _tails_one_by_one(specs, exclude, first, tokens, found)
+    # '{"x":1}' becomes ',"x":1}' and '{}' becomes '}', column-wise
+    rest = pc.utf8_slice_codeunits(array, 1)
+    array = pc.if_else(pc.equal(array, "{}"), rest, pc.binary_join_element_wise(",", rest, ""))
+    return _check_tokens(array, first, tokens, found)
+
+
+def _tails_one_by_one(
+    specs: Sequence[Any],
+    exclude: set[str],
+    first: int,
+    tokens: Sequence[int] | None,
+    found: list[Unstorable],
+) -> pa.Array:
+    to_json = type(specs[0]).__pydantic_serializer__.to_json
     tails: list[str | None] = []
     for offset, spec in enumerate(specs):
         try:
             body = to_json(spec, exclude=exclude, warnings=False).decode()
-        except Exception as exc:  # a lone surrogate, say: name the field that holds it
+        except Exception as exc:
             field, reason = _json_problem(spec, exclude, exc)
             found.append(Unstorable(first + offset, field, reason))
             tails.append(None)
@@ -171,6 +190,12 @@ def _tails(
     except _ARROW_ERRORS as exc:
         found.append(Unstorable(first, "<spec>", f"cannot be stored as text ({_short(exc)})"))
         return pa.nulls(len(tails), pa.string())
+    return _check_tokens(array, first, tokens, found)
+
+
+def _check_tokens(
+    array: pa.Array, first: int, tokens: Sequence[int] | None, found: list[Unstorable]
+) -> pa.Array:
     if tokens is None:
         return array  # no file fields: no token is ever replaced, whatever the text holds
     counted = pc.count_substring(array, UPLOAD_TOKEN).to_pylist()
