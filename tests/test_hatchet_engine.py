@@ -19,12 +19,15 @@ from scythe_oo import (
     ExperimentRun,
     HatchetEngine,
     LocalEngine,
+    LocalStore,
     RecursionPolicy,
     RunFailedError,
     S3Store,
 )
 from scythe_oo.engines.hatchet.client import hatchet_client
 from scythe_oo.engines.hatchet.tasks import SCATTER_GATHER_TASK
+from tests.support.counting import CountedInput, Crashy
+from tests.support.counting import executions as counted
 from tests.support.hatchet import WorkerProcess
 from tests.support.hatchet_experiments import (
     FinishingProbe,
@@ -46,7 +49,9 @@ def test_example_on_hatchet_matches_local(start_worker: StartWorker, s3_store: S
     start_worker("both")
     specs = sample(40, seed=11)
     tree = RecursionPolicy(factor=3, max_depth=2)
-    remote = SimulateEnergy.allocate(specs, store=s3_store, engine=HatchetEngine(), recursion=tree)
+    remote = SimulateEnergy.allocate(
+        specs, store=s3_store, engine=HatchetEngine(split_above=0), recursion=tree
+    )
     local = SimulateEnergy.allocate(
         specs, store=s3_store, engine=LocalEngine(max_workers=2, split_above=0), recursion=tree
     )
@@ -78,6 +83,32 @@ def test_one_off_single_spec(start_worker: StartWorker, s3_store: S3Store) -> No
     assert run.status == "completed"
     assert run.manifest().one_off
     assert run.results.scalars()["square"].tolist() == [49]
+
+
+def test_a_leaf_that_kills_its_process_is_one_failure_row(
+    start_worker: StartWorker, tmp_path: Path
+) -> None:
+    """A worker runs its leaves in processes of its own: a leaf that segfaults takes down one
+    of them, not the worker. The pool replaces the process, the batch is retried and then
+    run spec by spec, and only the crashing spec ends as a failure row."""
+    worker = start_worker("crashy", modules=("tests.support.counting",), slots="2")
+    counter = tmp_path / "count"
+    counter.mkdir()
+    run = Crashy.allocate(
+        [CountedInput(i=i, counter_dir=str(counter)) for i in range(12)],
+        store=LocalStore(tmp_path / "store"),
+        engine=HatchetEngine(),
+    ).wait(timeout=240)
+    assert run.status == "completed_with_failures", run.progress()
+    account_for_everything(run, 12)
+    failures = run.failures()
+    assert failures.index.get_level_values("sort_index").tolist() == [5]
+    assert "died" in failures["error_message"].iloc[0], failures.iloc[0].to_dict()
+    scalars = run.results.scalars()
+    assert (scalars["square"] == scalars.index.get_level_values("sort_index") ** 2).all()
+    runs = counted(counter)
+    assert all(runs[i] >= 1 for i in range(12))
+    assert worker.proc is not None and worker.proc.poll() is None  # the worker lived on
 
 
 # --------------------------------------------------------------------------- helpers (engine side)
@@ -179,7 +210,7 @@ def test_worker_killed_mid_run_is_replaced(
     run = FinishingProbe.allocate(
         specs,
         store=s3_store,
-        engine=HatchetEngine(),
+        engine=HatchetEngine(split_above=0),
         recursion=RecursionPolicy(factor=4, max_depth=1),
     )
     wait_until(lambda: len(list(started.iterdir())) >= 10, 90, "10 leaves started on w1")
@@ -332,7 +363,7 @@ def test_thousand_leaves_payloads_stay_small(
     run = Probe.allocate(
         [ProbeInput(i=i, counter_dir=str(counter)) for i in range(n)],
         store=s3_store,
-        engine=HatchetEngine(),
+        engine=HatchetEngine(split_above=0),
         recursion=RecursionPolicy(factor=10, max_depth=1),
     )
     wait_or_explain(run, 200, *workers)

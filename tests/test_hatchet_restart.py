@@ -49,7 +49,10 @@ def test_an_engine_restart_mid_run_loses_nothing(
     ]
     store = LocalStore(tmp_path / "store")
     run = FinishingProbe.allocate(
-        specs, store=store, engine=HatchetEngine(), recursion=RecursionPolicy(factor=4, max_depth=1)
+        specs,
+        store=store,
+        engine=HatchetEngine(split_above=0),
+        recursion=RecursionPolicy(factor=4, max_depth=1),
     )
     deadline = time.monotonic() + 120
     while len(journaled(store, run.layout.root)) < 20 and time.monotonic() < deadline:

@@ -152,7 +152,7 @@ def test_custom_strategies_reach_every_node_on_hatchet(
     run = Pair.allocate(
         pairs(14, failing=(6,)),
         store=store,
-        engine=HatchetEngine(),
+        engine=HatchetEngine(split_above=0),
         recursion=Chunked(chunk=4),
         collector=WithMean(divisor=8.0),
     ).wait(timeout=240)

@@ -86,8 +86,8 @@ export default $config({
       retries: 3,
     };
 
-    // Leaf workers: one slot per vCPU (slots are threads of one Python process, so a CPU-bound
-    // leaf wants a vCPU of its own). Desired count starts at 0. Raise it to start a sweep
+    // Leaf workers: one slot per vCPU (each slot is a leaf process of the worker's own, so a
+    // CPU-bound leaf gets a vCPU of its own). Desired count starts at 0. Raise it to start a sweep
     // (docs/deploy.md); the CPU target scales idle workers back in, down to 0.
     new sst.aws.Service("LeafWorkers", {
       cluster,

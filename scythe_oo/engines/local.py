@@ -62,7 +62,8 @@ class LocalEngine:
 
     def submit(self, plan: RunPlan) -> LocalRunHandle:
         workers = self.max_workers or os.cpu_count() or 1
-        handle = LocalRunHandle(plan, workers, self.split_above, self.min_batch_seconds)
+        root = attrs.evolve(plan.root, split_above=self.split_above)
+        handle = LocalRunHandle(attrs.evolve(plan, root=root), workers, self.min_batch_seconds)
         handle.start()
         return handle
 
@@ -97,12 +98,10 @@ class LocalRunHandle:
         self,
         plan: RunPlan,
         workers: int,
-        split_above: int,
         min_batch_seconds: float | None = None,
     ) -> None:
         self.plan = plan
         self.workers = workers
-        self.split_above = split_above
         self.min_batch_seconds = min_batch_seconds
         self.done = 0
         self.failed = 0

@@ -40,7 +40,6 @@ from scythe_oo.tree.node import run_node
 class PoolOwner(Protocol):
     """What the dispatcher needs of the run it serves: the pool, and counters to update."""
 
-    split_above: int
     min_batch_seconds: float | None
     done: int
     failed: int
@@ -171,7 +170,7 @@ class LocalDispatcher:
         return None  # nothing replays a local node: the journal alone decides
 
     def splits(self, job: NodeJob, n_specs: int) -> bool:
-        return n_specs > self.handle.split_above and job.recursion.splits(job.depth, n_specs)
+        return job.splits(n_specs)
 
     def batch_size(self, remaining: int) -> int:
         if self.seconds_per_leaf is None or self.min_batch_seconds <= 0:

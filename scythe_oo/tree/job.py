@@ -35,6 +35,12 @@ class NodeJob:
     """Raised by ``ExperimentRun.retry_failed``: failures of older generations run again."""
     n_specs: int = -1
     """How many specs the node holds, when its parent knows (-1: read it from the store)."""
+    split_above: int = 0
+    """A node splits (as far as ``recursion`` allows) only when it holds more specs than
+    this: the engine's ``split_above``, carried down the tree with the job."""
+
+    def splits(self, n_specs: int) -> bool:
+        return n_specs > self.split_above and self.recursion.splits(self.depth, n_specs)
 
     @property
     def layout(self) -> RunLayout:

@@ -23,6 +23,7 @@ from scythe_oo.definition.recursion import RecursionPolicy
 from scythe_oo.definition.settings import Settings
 from scythe_oo.engines.hatchet.client import client_key, hatchet_client
 from scythe_oo.engines.hatchet.dispatcher import INFRASTRUCTURE_RETRIES, HatchetDispatcher
+from scythe_oo.engines.hatchet.leaf_processes import TASKS_PER_PROCESS, LeafBatch, run_leaves
 from scythe_oo.engines.hatchet.payloads import (
     LeafTaskInput,
     LeafTaskOutput,
@@ -30,7 +31,7 @@ from scythe_oo.engines.hatchet.payloads import (
     NodeTaskOutput,
     leaf_input_model,
 )
-from scythe_oo.leaf.execute import RunContext, run_batch
+from scythe_oo.leaf.execute import RunContext
 from scythe_oo.leaf.outcome_table import outcomes_of
 from scythe_oo.runfolder.layout import ROOT_NODE
 from scythe_oo.runfolder.manifest import ManifestFile
@@ -39,7 +40,6 @@ from scythe_oo.storage.factory import store_from_description
 from scythe_oo.tree.collector import ResultCollector
 from scythe_oo.tree.final import finalize_run
 from scythe_oo.tree.job import NodeJob
-from scythe_oo.tree.journal import write_outcomes
 from scythe_oo.tree.node import run_node
 from scythe_oo.tree.node_tables import write_node
 
@@ -123,26 +123,30 @@ def _declare_leaf_task(
         for label in sorted(cls.worker_labels)
     ]
 
-    def leaf(input: LeafTaskInput, ctx: Context) -> LeafTaskOutput:
-        store = store_from_description(input.store)
-        run = RunContext(experiment_id=input.experiment_id, store=store)
-        specs = list(getattr(input, "specs", []))
-        table = run_batch(
-            cls,
-            specs,
-            run,
+    async def leaf(input: LeafTaskInput, ctx: Context) -> LeafTaskOutput:
+        specs = getattr(input, "specs", [])
+        batch = LeafBatch(
+            experiment=cls.name,
+            experiment_id=input.experiment_id,
+            store=input.store,
+            node=input.node,
+            generation=input.generation,
+            journal=not input.one_off,
+            specs_json=f"[{','.join(spec.model_dump_json() for spec in specs)}]",
             retries=cls.retries,
             worker_name=_worker_name(ctx),
-            log_sink=ctx.log,
             first_attempt=ctx.retry_count * (cls.retries + 1) + 1,
+            timeout_seconds=timeouts.execution.total_seconds(),
         )
+        table, lines = await run_leaves(batch)
+        for line in lines:
+            ctx.log(line)
         if input.one_off:
-            _finish_one_off(cls, run, input.node, table, ctx.workflow_run_id)
-        else:
-            # Journaled here, not only by the node: if the engine loses track of the node (an
-            # engine restart can), a resumed run still finds these leaves done.
-            prefix = run.layout.journal_prefix(input.node)
-            write_outcomes(store, prefix, input.generation, table, by_leaves=True)
+            store = store_from_description(input.store)
+            run = RunContext(experiment_id=input.experiment_id, store=store)
+            await asyncio.to_thread(
+                _finish_one_off, cls, run, input.node, table, ctx.workflow_run_id
+            )
         return LeafTaskOutput(outcomes=outcomes_of(cls.schema, table))
 
     leaf.__name__ = f"leaf_{cls.name}"
@@ -150,7 +154,9 @@ def _declare_leaf_task(
         name=cls.name,
         description=(cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else None,
         input_validator=input_model,
-        execution_timeout=timeouts.execution,
+        # the leaf's own timeout is enforced in its process; this one also covers the wait
+        # in the worker's queue (see leaf_processes.TASKS_PER_PROCESS)
+        execution_timeout=timeouts.execution * TASKS_PER_PROCESS,
         schedule_timeout=timeouts.schedule,
         retries=cls.retries + INFRASTRUCTURE_RETRIES,
         backoff_factor=2.0,

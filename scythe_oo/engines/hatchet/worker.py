@@ -16,7 +16,13 @@ import attrs
 
 from scythe_oo.definition.base import REGISTRY, AnyExperiment
 from scythe_oo.definition.labels import WorkerLabel
+from scythe_oo.definition.settings import Settings
 from scythe_oo.engines.hatchet.client import hatchet_client
+from scythe_oo.engines.hatchet.leaf_processes import (
+    TASKS_PER_PROCESS,
+    start_leaf_processes,
+    stop_leaf_processes,
+)
 from scythe_oo.engines.hatchet.tasks import hatchet_tasks, register_definitions
 
 log = logging.getLogger("scythe_oo.hatchet")
@@ -123,6 +129,14 @@ def serve(
 ) -> None:
     """Start a Hatchet worker for ``experiments`` in the roles ``config`` asks for. Blocks."""
     classes = list(experiments) if experiments is not None else REGISTRY.all()
+    if config.does_leaf:
+        # Forked first, before the Hatchet client starts any thread (see leaf_processes).
+        settings = Settings.from_env()
+        longest = max(
+            (settings.leaf_timeouts(c.timeouts).execution.total_seconds() for c in classes),
+            default=0.0,
+        )
+        start_leaf_processes(config.slots, longest)
     tasks = hatchet_tasks(classes)
     register_definitions(tasks)
     workflows: list[Any] = []
@@ -141,9 +155,12 @@ def serve(
     )
     worker = hatchet_client().worker(
         config.name,
-        slots=config.slots,
+        slots=config.slots * TASKS_PER_PROCESS if config.does_leaf else config.slots,
         durable_slots=config.durable_slots,
         labels=config.labels,
         workflows=workflows,
     )
-    worker.start()
+    try:
+        worker.start()
+    finally:
+        stop_leaf_processes()
