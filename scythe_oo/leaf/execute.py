@@ -23,6 +23,7 @@ from scythe_oo.definition.schema import row_values
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.leaf.deadline import Deadline, disarm
 from scythe_oo.leaf.host import leaf_host
+from scythe_oo.leaf.logbook import LeafLog
 from scythe_oo.leaf.memory import peak_rss_mib, reset_peak
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.leaf.user_tables import write_user_tables
@@ -52,11 +53,14 @@ def execute_leaf(
     timeout_seconds: float | None = None,
     log_sink: Callable[[str], None] | None = None,
     isolate_spec: bool = True,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> LeafOutcome:
     """Run one spec and report its outcome; never raises for errors of the user's code.
 
     ``isolate_spec`` hands ``run`` a copy of the spec, so a run that mutates it cannot affect
-    a retry; a last attempt may skip the copy.
+    a retry; a last attempt may skip the copy. ``on_error`` sees the exception while the leaf's
+    frames and workdir still exist (a replay's post-mortem debugger). ``ctx.log`` lines are
+    kept in the run folder by a ``LeafLog``; a failed leaf's last lines join its failure row.
     """
     host = leaf_host()
     layout = run.layout
@@ -66,6 +70,8 @@ def execute_leaf(
 
     def upload(field: str, path: Path) -> str:
         return run.store.put_file(layout.result_file(field, leaf, "".join(path.suffixes)), path)
+
+    book = LeafLog(run.store, layout, leaf, attempt=attempt, worker=worker_name)
 
     ctx = LeafContext(
         workdir_prefix=f"scythe-{cls.name}-{leaf}-",
@@ -77,6 +83,7 @@ def execute_leaf(
         fetch=host.cache.fetch,
         upload=upload,
         log_sink=log_sink,
+        log_keeper=book.write,
     )
     try:
         experiment = host.instance(cls)
@@ -121,6 +128,8 @@ def execute_leaf(
             finished_at=time.time(),
         )
     except BaseException as exc:  # sys.exit() or KeyboardInterrupt in run is this leaf's failure
+        if on_error is not None:
+            on_error(exc)
         return LeafOutcome.failure(
             sort_index,
             type(exc).__name__,
@@ -129,9 +138,11 @@ def execute_leaf(
             attempts=attempt,
             worker=worker_name,
             wall_time=time.perf_counter() - started,
+            log_tail=book.tail(),
         )
     finally:
         ctx.cleanup()
+        book.close()
 
 
 def run_specs(
