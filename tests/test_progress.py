@@ -140,6 +140,36 @@ def test_in_a_terminal_a_bar_shows_and_a_summary_ends(tmp_path: Path) -> None:
     assert child.exitstatus == 0
 
 
+def test_a_bar_attached_to_a_finished_run_shows_the_runs_own_rate(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gate.write_text("open")
+    store = tmp_path / "store"
+    subprocess.run(
+        [sys.executable, "-c", DRIVER, str(store), str(gate)],
+        env=driver_env(SCYTHE_PROGRESS="off"),
+        check=True,
+        capture_output=True,
+    )
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "scythe_oo", "status", "daily", "--watch", "--store", str(store)],
+        env=driver_env(TERM="xterm"),
+        encoding="utf-8",
+        dimensions=(24, 160),
+        timeout=120,
+    )
+    try:
+        child.expect(r"100%\|.*\| 6/6, 0 failed, (\S+)( leaf/s)?, completed")
+        shown = child.match.group(1)
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    # The rate divides by the run's own duration (at least a second as the manifest counts
+    # it), never by the microseconds since the bar appeared.
+    assert shown == "-" or float(shown) <= 6.0
+    assert child.exitstatus == 0
+
+
 NOTEBOOK_RUN = textwrap.dedent(
     """
     from scythe_oo import LocalEngine, LocalStore

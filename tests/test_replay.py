@@ -12,7 +12,7 @@ import pexpect
 import pytest
 
 from scythe_oo import LocalEngine, LocalStore
-from tests.support.cli import cli_env
+from tests.support.cli import ROOT, cli_env
 from tests.support.daily import Daily, DailyInput, specs
 
 pytestmark = pytest.mark.timeout(240)
@@ -98,3 +98,29 @@ def test_a_breakpoint_in_run_stops_in_the_debugger(tmp_path: Path) -> None:
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+
+
+def test_cli_replay_pdb_opens_the_post_mortem_debugger(tmp_path: Path) -> None:
+    store = LocalStore(root=tmp_path / "store")
+    Daily.allocate(specs(4, fails_every_third=True), store=store, engine=LocalEngine()).wait(
+        timeout=120, progress=False
+    )
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "scythe_oo", "replay", "daily", "3", "--pdb", "--store", str(store.root)],
+        env=cli_env(),
+        encoding="utf-8",
+        timeout=120,
+        cwd=ROOT,
+    )
+    try:
+        child.expect("RuntimeError: leaf 3 fails on purpose")
+        child.expect(r"\(Pdb\) ")
+        child.sendline("p (spec.i, spec.fails)")
+        child.expect(r"\(3, True\)")
+        child.sendline("q")
+        child.expect(r"daily spec #3: RuntimeError: leaf 3 fails on purpose")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close(force=True)
+    assert child.exitstatus == 1
