@@ -2,22 +2,27 @@
 
 ``ExperimentBase`` (in the definition layer) holds the settings and the hooks that run on
 workers; this class adds what runs in the researcher's own process: ``allocate``, ``resume``,
-``runs`` and ``latest_run``, and the strategy slots for where bytes live (``store``), where work
-runs (``engine``) and how outcomes become tables (``collector``). A worker imports the same
-class, but only ever calls the hooks.
+``runs``, ``latest_run``, ``debug`` and ``results`` (across versions), and the strategy slots
+for where bytes live (``store``), where work runs (``engine``) and how outcomes become tables
+(``collector``). A worker imports the same class, but only ever calls the hooks.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, ClassVar, Generic
+
+import pandas as pd
 
 from scythe_oo.definition.base import ExperimentBase, InputT, OutputT
 from scythe_oo.definition.checks import fail
 from scythe_oo.definition.recursion import RecursionPolicy
 from scythe_oo.driver.allocate import allocate_run
+from scythe_oo.driver.compare import results_across
 from scythe_oo.driver.estimate import Estimate, estimate_sweep
+from scythe_oo.driver.replay import LeafRun, debug_leaf
 from scythe_oo.driver.resolve import resolve_store
 from scythe_oo.driver.run import ExperimentRun, list_runs
 from scythe_oo.engine.protocol import Engine
@@ -113,6 +118,34 @@ class Experiment(ExperimentBase[InputT, OutputT], Generic[InputT, OutputT]):
             engine=engine,
             progress=progress,
         )
+
+    @classmethod
+    def debug(
+        cls,
+        spec: InputT | dict[str, Any],
+        *,
+        pdb: bool = False,
+        scratch: str | os.PathLike[str] | None = None,
+    ) -> LeafRun:
+        """Run one spec here, in this process, through the hooks a worker calls (setup,
+        fetch_inputs, run, output checks, publish_outputs), so ``breakpoint()`` in ``run``
+        stops and ``ctx.log`` lines print. Nothing is allocated: output files and tables go to
+        a scratch folder (``scratch``, or a new temporary one). ``pdb`` opens the post-mortem
+        debugger if the leaf raises. Returns the values or the error, and the log."""
+        return debug_leaf(cls, spec, pdb=pdb, scratch=None if scratch is None else Path(scratch))
+
+    @classmethod
+    def results(
+        cls,
+        versions: Iterable[str | SemVer] | str | SemVer | None = None,
+        *,
+        table: str = "scalars",
+        store: ArtifactStore | None = None,
+    ) -> pd.DataFrame:
+        """One table over several versions: ``table`` of the newest finished run of each of
+        ``versions`` (default: every version that has one), with a ``version`` index level in
+        front, so versions line up input by input (``df.unstack("version")``)."""
+        return results_across(cls.name, resolve_store(cls, store), versions, table)
 
     @classmethod
     def resume(cls, uri: str, *, engine: Engine | None = None) -> ExperimentRun:

@@ -1016,6 +1016,7 @@ BOOKKEEPING_NAMES = (
     "attempts",
     "worker",
     "wall_time",
+    "log_tail",
     "ok",
     "peak_rss_mib",
     "finished_at",

@@ -43,6 +43,7 @@ FAILURE_COLUMN_NAMES = (
     "attempts",
     "worker",
     "wall_time",
+    "log_tail",
 )
 """Columns failures.pq adds after the spec index of each failed leaf."""
 

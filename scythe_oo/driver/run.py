@@ -6,26 +6,31 @@ it is in this process, so a run can be reopened by its URI from any other proces
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
-import sys
 import time
+import weakref
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pandas as pd
-from tqdm import tqdm
 
 from scythe_oo.definition.base import REGISTRY, AnyExperiment
-from scythe_oo.definition.errors import RunFailedError
+from scythe_oo.driver.progress import ProgressChoice
+from scythe_oo.driver.replay import LeafRun, replay_leaf
 from scythe_oo.driver.report import write_report
 from scythe_oo.driver.resolve import resolve_engine
 from scythe_oo.driver.results import RunResults
+from scythe_oo.driver.run_view import run_details, run_html, run_repr
 from scythe_oo.driver.submit import submit_run
+from scythe_oo.driver.watch import Watch, attempt_counts, stored_counts
 from scythe_oo.engine.protocol import Engine, Progress, RunHandle
 from scythe_oo.engine.table import ENGINES, engine_class
+from scythe_oo.leaf.logbook import read_leaf_log
 from scythe_oo.runfolder.layout import RunLayout, run_folders
 from scythe_oo.runfolder.manifest import TERMINAL_STATES, Manifest, ManifestFile, RunState
 from scythe_oo.runfolder.versions import SemVer
@@ -34,15 +39,34 @@ from scythe_oo.storage.factory import store_for_run_uri
 
 DOWNLOAD_THREADS = 8
 
+STORED_COUNTS_SECONDS = 5.0
+"""How often a run followed through the store alone recounts its finished leaves."""
 
-@attrs.define(eq=False)
+_FOLLOWED: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+"""The handle of each attempt started in this process, by ``<run uri>#<attempt>``, so every
+ExperimentRun of a folder follows the attempt that another object of it started."""
+
+
+@attrs.define(eq=False, repr=False)
 class ExperimentRun:
-    """One run of an experiment: its folder, its status and its results."""
+    """One run of an experiment: its folder, its status and its results.
+
+    Every ExperimentRun of a folder reflects the folder's latest attempt: after
+    ``retry_failed()`` or ``resume()`` (on this object or any other, in this process or
+    another), ``wait()`` waits for that attempt and the results read afterwards are its own.
+    """
 
     store: ArtifactStore
     layout: RunLayout
     experiment: AnyExperiment | None = None
     handle: RunHandle | None = None
+    _handle_attempt: int = attrs.field(default=0, init=False)
+    """The attempt (number of restarts in the manifest) that ``handle`` follows."""
+    _counted: tuple[float, int, int] | None = attrs.field(default=None, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        if self.handle is not None:  # a run just allocated in this process
+            _FOLLOWED[f"{self.uri}#0"] = self.handle
 
     @property
     def uri(self) -> str:
@@ -68,76 +92,160 @@ class ExperimentRun:
     def manifest(self) -> Manifest:
         return self._manifest_file.read()
 
+    @property
     def progress(self) -> Progress:
-        """State and leaf counts: from the engine when it runs in this process, else the store."""
+        """State and leaf counts now: from the engine when it can tell (a local run driven by
+        this process, any Hatchet run), else from the store. Printable; calling it, as older
+        code does (``run.progress()``), returns the same snapshot."""
+        return self._snapshot()[1]
+
+    def _snapshot(self) -> tuple[Manifest, Progress]:
         manifest = self.manifest()
         if manifest.status in TERMINAL_STATES:
-            return Progress(
+            return manifest, Progress(
                 state=manifest.status,
                 done=manifest.counts.succeeded,
                 failed=manifest.counts.failed,
                 total=manifest.n_specs,
                 error=manifest.error,
             )
-        if self.handle is None:
-            self.handle = _attach(manifest, self.store)
-        if self.handle is not None:
-            return self.handle.progress()
+        handle = self._follow(manifest)
+        if handle is not None:
+            snap = attempt_counts(handle.progress(), manifest)
+            if manifest.engine.get("kind") != "local" and snap.state not in TERMINAL_STATES:
+                # A distributed engine's handle counts finished nodes; the journal of each
+                # node's finished leaves is finer.
+                done, failed = self._stored_counts(manifest)
+                if done + failed > snap.done + snap.failed:
+                    snap = attrs.evolve(snap, done=done, failed=failed)
+            return manifest, snap
         state: RunState = manifest.status
-        if _driver_is_gone(manifest, self.store):
+        if driver_is_gone(manifest, self.store):
             state = "interrupted"
-        return Progress(state=state, done=0, failed=0, total=manifest.n_specs)
+        done, failed = self._stored_counts(manifest)
+        return manifest, Progress(state=state, done=done, failed=failed, total=manifest.n_specs)
+
+    def _follow(self, manifest: Manifest) -> RunHandle | None:
+        """The handle of the folder's latest attempt: ours, one another object of this
+        process started, or one attached from the engine."""
+        attempt = len(manifest.attempts)
+        if self.handle is not None and self._handle_attempt == attempt:
+            return self.handle
+        handle = _FOLLOWED.get(f"{self.uri}#{attempt}") or _attach(manifest, self.store)
+        self.handle, self._handle_attempt = handle, attempt
+        return handle
+
+    def _adopt(self, handle: RunHandle, attempt: int) -> None:
+        self.handle, self._handle_attempt, self._counted = handle, attempt, None
+        _FOLLOWED[f"{self.uri}#{attempt}"] = handle
+
+    def _stored_counts(self, manifest: Manifest) -> tuple[int, int]:
+        now = time.monotonic()
+        if self._counted is None or now - self._counted[0] >= STORED_COUNTS_SECONDS:
+            done, failed = stored_counts(self.store, self.layout, manifest.generation)
+            self._counted = (now, done, failed)
+        return self._counted[1], self._counted[2]
+
+    def details(self) -> dict[str, Any]:
+        """The run's state as plain data (status, counts, rate, ETA, start, engine, attempts,
+        error): what ``scythe-oo status RUN --json`` prints."""
+        manifest, snap = self._snapshot()
+        return run_details(self.uri, manifest, snap)
 
     @property
     def status(self) -> str:
         """queued, running, completed, completed_with_failures, failed or interrupted."""
-        return self.progress().state
+        return self.progress.state
 
     def failures(self) -> pd.DataFrame:
-        """One row per failed spec: the error, its traceback, attempts, worker, wall time."""
+        """One row per failed spec: the error, its traceback, attempts, worker, wall time and
+        the last lines of its log (``log_tail``)."""
         return self.results.failures()
 
-    def wait(self, timeout: float | None = None, *, progress: bool | None = None) -> ExperimentRun:
-        """Block until the run ends; show a progress bar when stderr is a terminal.
+    def logs(self, sort_index: int) -> str:
+        """What the leaf at ``sort_index`` wrote with ``ctx.log``, as kept in the run folder
+        (``logs/<leaf id>.log``): each attempt's lines under a header, bounded per leaf, and
+        readable while the leaf still runs. Empty when it logged nothing."""
+        self._check_index(sort_index)
+        return read_leaf_log(self.store, self.layout, sort_index)
 
-        Raises RunFailedError when the run ended without final tables. A run that finished with
-        failed leaves does not raise: its status is ``completed_with_failures`` and
-        ``failures()`` lists them.
-        """
-        show = sys.stderr.isatty() if progress is None else progress
-        deadline = None if timeout is None else time.monotonic() + timeout
-        bar = None
-        try:
-            while True:
-                snap = self.progress()
-                if show:
-                    bar = bar or _make_bar(snap.total, self.layout.experiment_id)
-                    bar.n = snap.done + snap.failed
-                    bar.set_postfix_str(f"failed={snap.failed}" if snap.failed else snap.state)
-                    bar.refresh()
-                if snap.state in TERMINAL_STATES or snap.state == "interrupted":
-                    break
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    raise TimeoutError(f"{self.experiment_id} still {snap.state} after {timeout}s")
-                if self.handle is not None:
-                    self.handle.join(0.2 if remaining is None else min(0.2, remaining))
-                else:
-                    time.sleep(0.5 if remaining is None else min(0.5, remaining))
-        finally:
-            if bar is not None:
-                bar.close()
-        if snap.state in ("failed", "interrupted"):
-            raise RunFailedError(
-                f"run {self.uri} ended as {snap.state}: {snap.error or 'no detail recorded'}"
+    def replay(
+        self, sort_index: int, *, pdb: bool = False, scratch: str | Path | None = None
+    ) -> LeafRun:
+        """Run the leaf at ``sort_index`` again here, in this process, through the same
+        fetch/run/publish hooks, so breakpoints in ``run`` stop. Its outputs go to a scratch
+        folder (``scratch``, or a new temporary one), never into this run's tables. ``pdb``
+        opens the post-mortem debugger if the leaf raises."""
+        manifest = self.manifest()
+        self._check_index(sort_index, manifest)
+        cls = self.experiment or REGISTRY.get(manifest.experiment_name)
+        return replay_leaf(cls, self.store, self.layout, sort_index, pdb=pdb, scratch=scratch)
+
+    def _check_index(self, sort_index: int, manifest: Manifest | None = None) -> None:
+        total = (manifest or self.manifest()).n_specs
+        if not 0 <= sort_index < total:
+            raise IndexError(
+                f"sort_index {sort_index} is not in {self.experiment_id}, whose specs are "
+                f"numbered 0 to {total - 1}"
             )
+
+    def wait(
+        self, timeout: float | None = None, *, progress: ProgressChoice = None
+    ) -> ExperimentRun:
+        """Block until the run ends, showing its progress, and print a summary line.
+
+        ``progress``: None (the default) or True shows a bar on a terminal, a plain line
+        every few seconds through a pipe, a widget in Jupyter (see "Progress" in the
+        README); False shows nothing; ``"bar"``, ``"line"`` or ``"widget"`` forces one.
+        Raises RunFailedError when the run ended without final tables, TimeoutError after
+        ``timeout`` seconds. A run that finished with failed leaves does not raise: its
+        status is ``completed_with_failures`` and ``failures()`` lists them.
+        """
+        watch = self._watch(timeout, progress)
+        try:
+            while not watch.poll():
+                if self.handle is not None:
+                    self.handle.join(watch.pause(0.2))
+                else:
+                    time.sleep(watch.pause(0.5))
+        finally:
+            watch.close()
+        watch.finish()
         return self
+
+    async def wait_async(
+        self, timeout: float | None = None, *, progress: ProgressChoice = None
+    ) -> ExperimentRun:
+        """``wait`` for asyncio code and notebooks: ``await run.wait_async()``, or just
+        ``await run``. The event loop stays free while the run goes on."""
+        watch = self._watch(timeout, progress)
+        try:
+            while not await asyncio.to_thread(watch.poll):
+                await asyncio.sleep(watch.pause(0.2 if self.handle is not None else 0.5))
+        finally:
+            watch.close()
+        watch.finish()
+        return self
+
+    def __await__(self) -> Generator[Any, None, ExperimentRun]:
+        return self.wait_async().__await__()
+
+    def _watch(self, timeout: float | None, progress: ProgressChoice) -> Watch:
+        return Watch(
+            self._snapshot,
+            label=f"{self.layout.experiment} {self.version}",
+            tables=self.store.uri(self.layout.final_prefix),
+            uri=self.uri,
+            timeout=timeout,
+            progress=progress,
+        )
 
     def resume(self, *, engine: Engine | None = None) -> ExperimentRun:
         """Continue an interrupted run (driver killed, workers lost, store unreachable).
 
-        Finished subtrees and journaled leaves are not run again. A run that already ended is
-        returned as it is.
+        Finished subtrees and journaled leaves are not run again. Returns this same object,
+        which now follows the new attempt (as does every other ExperimentRun of the folder);
+        a run that already ended is left as it is.
         """
         manifest = self.manifest()
         if manifest.status in ("completed", "completed_with_failures"):
@@ -148,7 +256,7 @@ class ExperimentRun:
             "queued",
             "running",
         )
-        if driven_elsewhere and not _driver_is_gone(manifest, self.store):
+        if driven_elsewhere and not driver_is_gone(manifest, self.store):
             raise RuntimeError(
                 f"{self.uri} is still being driven by process {manifest.engine.get('pid')} "
                 f"on {manifest.engine.get('host')}; resume only a run whose driver died"
@@ -159,6 +267,8 @@ class ExperimentRun:
         """Run the failed specs again and regather final/ in the same folder.
 
         Successful leaves are kept; each retry is recorded in the manifest's ``attempts``.
+        Returns this same object, which now follows the retry: ``wait()`` waits for it and
+        the results read afterwards are the new ones.
         """
         manifest = self.manifest()
         if manifest.status not in TERMINAL_STATES:
@@ -189,7 +299,9 @@ class ExperimentRun:
             manifest, reason=reason, generation=generation, engine=engine.describe()
         )
         handle = submit_run(cls, self.store, self.layout, manifest, engine)
-        return ExperimentRun(store=self.store, layout=self.layout, experiment=cls, handle=handle)
+        self.experiment = cls
+        self._adopt(handle, len(manifest.attempts))
+        return self
 
     def report(self, path: str | Path | None = None) -> Path:
         """Write the run's report, one self-contained HTML file, and return its path.
@@ -232,7 +344,19 @@ class ExperimentRun:
         return cls(store=store, layout=layout, experiment=experiment)
 
     def __repr__(self) -> str:
-        return f"ExperimentRun({self.uri!r})"
+        return run_repr(self.uri, self.layout, self._quiet_snapshot())
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for a run: its figures, and the first rows once it is done."""
+        return run_html(self.uri, self.layout, self._quiet_snapshot(), self.results)
+
+    def _quiet_snapshot(self) -> tuple[Manifest, Progress] | None:
+        """A snapshot for display, or None when the store cannot be read: a repr must not
+        raise."""
+        try:
+            return self._snapshot()
+        except Exception:
+            return None
 
 
 def _attach(manifest: Manifest, store: ArtifactStore) -> RunHandle | None:
@@ -245,7 +369,7 @@ def _attach(manifest: Manifest, store: ArtifactStore) -> RunHandle | None:
     return engine.attach(manifest, store)
 
 
-def _driver_is_gone(manifest: Manifest, store: ArtifactStore) -> bool:
+def driver_is_gone(manifest: Manifest, store: ArtifactStore) -> bool:
     """A local run whose driver process died, or whose run thread in this very process ended
     without recording the end (the store failed, say), will never finish by itself."""
     engine = manifest.engine
@@ -261,10 +385,6 @@ def _driver_is_gone(manifest: Manifest, store: ArtifactStore) -> bool:
     except (PermissionError, KeyError, ValueError):
         return False
     return False
-
-
-def _make_bar(total: int, label: str) -> Any:
-    return tqdm(total=total, desc=label, unit="leaf", dynamic_ncols=True)
 
 
 def list_runs(experiment: AnyExperiment, store: ArtifactStore) -> list[ExperimentRun]:

@@ -88,6 +88,18 @@ def _table(experiment: AnyExperiment, specs: Sequence[ExperimentInputSpec]) -> p
     return pa.table(columns)
 
 
+def specs_from_file(experiment: AnyExperiment, path: str | Path) -> Any:
+    """What ``allocate`` and ``estimate`` should take for a specs file: the specs of a file
+    written by ``write_sample_file`` (so the run records their design), else the path itself,
+    which allocate reads as one spec per row (Parquet, CSV) or line (JSON lines)."""
+    path = Path(path)
+    if path.suffix.lower() in (".pq", ".parquet"):
+        schema = pq.read_schema(path)
+        if SPEC_COLUMN in schema.names and DESIGN_META in (schema.metadata or {}):
+            return read_sample_file(experiment, path)
+    return path
+
+
 def read_sample_file(
     experiment: AnyExperiment, path: str | Path, *, chunk_size: int = CHUNK_ROWS
 ) -> SpecChunks[Any]:

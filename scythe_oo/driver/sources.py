@@ -9,6 +9,7 @@ than one chunk at once.
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -79,9 +80,12 @@ def _rechunked(items: Iterator[Any], rows: int) -> Iterator[list[Any]]:
         yield chunk
 
 
-def _frame_chunks(frame: pd.DataFrame, rows: int) -> Iterator[list[dict[str, Any]]]:
+def _frame_chunks(
+    frame: pd.DataFrame, rows: int, *, empty_is_default: bool = False
+) -> Iterator[list[dict[str, Any]]]:
     """Rows as dicts of field values. A named index holds fields too (a results table's index
-    is the inputs); a plain RangeIndex is only the row number."""
+    is the inputs); a plain RangeIndex is only the row number. ``empty_is_default`` leaves
+    out missing values (a CSV file's empty cells), so that those fields take their default."""
     if any(name is not None for name in frame.index.names):
         frame = frame.reset_index()
     text = [name for name in frame.columns if frame[name].dtype == object]
@@ -91,7 +95,14 @@ def _frame_chunks(frame: pd.DataFrame, rows: int) -> Iterator[list[dict[str, Any
             part = part.astype({name: object for name in text})
             part[text] = part[text].where(part[text].notna(), None)
         records = part.to_dict("records")
-        yield [{str(k): v for k, v in record.items()} for record in records]
+        if empty_is_default:
+            yield [{str(k): v for k, v in r.items() if not _missing(v)} for r in records]
+        else:
+            yield [{str(k): v for k, v in record.items()} for record in records]
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _arrow_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[list[dict[str, Any]]]:
@@ -109,7 +120,8 @@ def _file_chunks(cls: AnyExperiment, path: Path, rows: int) -> Iterator[list[Any
             yield from _arrow_chunks(parquet.iter_batches(batch_size=rows))
     elif kind == "csv":
         for frame in pd.read_csv(path, chunksize=rows):
-            yield from _frame_chunks(frame, rows)
-    else:
-        for frame in pd.read_json(path, lines=True, chunksize=rows):
-            yield from _frame_chunks(frame, rows)
+            yield from _frame_chunks(frame, rows, empty_is_default=True)
+    else:  # each line as JSON reads it: a key left out takes the field's default
+        with path.open(encoding="utf-8") as lines:
+            records = (json.loads(line) for line in lines if line.strip())
+            yield from _rechunked(records, rows)

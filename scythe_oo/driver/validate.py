@@ -49,7 +49,8 @@ class Problems:
         more = self.count - len(self.listed)
         raise SpecValidationError(
             f"{self.cls.name}.allocate: {self.count} problem(s) in the specs; nothing was "
-            "written. Fix these and allocate again:\n  "
+            "written. Fix these and allocate again (spec #N is the spec at position N, or "
+            "row N of a table or file, counting from 0):\n  "
             + "\n  ".join(self.listed)
             + (f"\n  ... and {more} more" if more else "")
         )

@@ -36,6 +36,15 @@ class Progress:
     total: int
     error: str | None = None
 
+    def __call__(self) -> Progress:
+        """``run.progress`` used to be a method: code that calls it gets this same snapshot."""
+        return self
+
+    def __str__(self) -> str:
+        finished = self.done + self.failed
+        text = f"{self.state}: {finished}/{self.total} ({self.done} done, {self.failed} failed)"
+        return f"{text}: {self.error}" if self.error else text
+
 
 @runtime_checkable
 class RunHandle(Protocol):

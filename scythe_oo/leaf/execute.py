@@ -23,8 +23,10 @@ from scythe_oo.definition.errors import OutputValidationError
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.leaf.deadline import Deadline, disarm
 from scythe_oo.leaf.host import leaf_host
+from scythe_oo.leaf.logbook import LeafLog
 from scythe_oo.leaf.memory import peak_rss_mib, reset_peak
-from scythe_oo.leaf.outcome_table import OutcomeRecorder
+from scythe_oo.leaf.outcome import LeafOutcome
+from scythe_oo.leaf.outcome_table import OutcomeRecorder, outcomes_of
 from scythe_oo.leaf.user_tables import write_user_tables
 from scythe_oo.runfolder.layout import RunLayout, leaf_id
 from scythe_oo.storage.base import ArtifactStore
@@ -52,16 +54,20 @@ def run_batch(
     timeout_seconds: float | None = None,
     log_sink: Callable[[str], None] | None = None,
     first_attempt: int = 1,
+    on_error: Callable[[BaseException], None] | None = None,
 ) -> pa.Table:
     """Run specs one after another and return their outcome table; every spec yields exactly
     one row. A failed leaf is tried again up to ``retries`` times, after a short backoff.
+    ``ctx.log`` lines are kept in the run folder by a ``LeafLog`` per attempt, and a failed
+    leaf's last lines join its failure row. ``on_error`` sees each exception while the leaf's
+    frames and workdir still exist (a replay's post-mortem debugger).
 
     Whatever a leaf does (raise, call sys.exit, return a bad output), it ends as a row: the
     user's errors never escape. The loop is lean because a tiny simulation costs less than a
     framework that does per-leaf work it could do per batch.
     """
     recorder = OutcomeRecorder(cls.schema)
-    leaves = _Leaves(cls, run, recorder, worker_name, timeout_seconds, log_sink)
+    leaves = _Leaves(cls, run, recorder, worker_name, timeout_seconds, log_sink, on_error)
     reset_peak()
     try:
         for spec in specs:  # the collector stays on: user code may well create cycles
@@ -72,6 +78,23 @@ def run_batch(
     finally:
         disarm()
     return recorder.table(peak_rss_mib())
+
+
+def run_here(
+    cls: AnyExperiment,
+    spec: ExperimentInputSpec,
+    run: RunContext,
+    *,
+    worker_name: str,
+    log_sink: Callable[[str], None] | None = None,
+    on_error: Callable[[BaseException], None] | None = None,
+) -> LeafOutcome:
+    """One leaf, once, with no deadline (a breakpoint must not time out): what ``replay`` and
+    ``debug`` run in the researcher's own process, through the same code as every worker."""
+    table = run_batch(
+        cls, [spec], run, retries=0, worker_name=worker_name, log_sink=log_sink, on_error=on_error
+    )
+    return outcomes_of(cls.schema, table)[0]
 
 
 class _Leaves:
@@ -86,6 +109,7 @@ class _Leaves:
         worker_name: str,
         timeout_seconds: float | None,
         log_sink: Callable[[str], None] | None,
+        on_error: Callable[[BaseException], None] | None = None,
     ) -> None:
         host = leaf_host()
         self.cls = cls
@@ -96,6 +120,7 @@ class _Leaves:
         self.recorder = recorder
         self.worker = worker_name
         self.timeout = timeout_seconds
+        self.on_error = on_error
         self.experiment: ExperimentBase[Any, Any] | None = None
         self.ctx = LeafContext(
             workdir_prefix=f"scythe-{cls.name}-",
@@ -127,6 +152,10 @@ class _Leaves:
         cls, ctx = self.cls, self.ctx
         sort_index = spec.sort_index
         ctx.sort_index, ctx.leaf_id, ctx.attempt = sort_index, leaf_id(sort_index), attempt
+        book = LeafLog(
+            self.run.store, self.layout, ctx.leaf_id, attempt=attempt, worker=self.worker
+        )
+        ctx.log_keeper = book.write
         started = time.perf_counter()
         try:
             experiment = self.experiment or self._instance()
@@ -168,6 +197,8 @@ class _Leaves:
             )
             return True
         except BaseException as exc:  # sys.exit() or KeyboardInterrupt in run is a failure too
+            if self.on_error is not None:
+                self.on_error(exc)
             if not last:
                 return False
             self.recorder.fail(
@@ -178,10 +209,12 @@ class _Leaves:
                 attempt,
                 self.worker,
                 time.perf_counter() - started,
+                book.tail(),
             )
             return True
         finally:
             ctx.cleanup()
+            book.close()
 
 
 def _overrides(cls: AnyExperiment, hook: str) -> bool:

@@ -42,6 +42,8 @@ class LeafOutcome:
     """Peak resident memory of the worker process while the leaf's batch ran."""
     finished_at: float = 0.0
     """When the leaf ended, in seconds since the epoch."""
+    log_tail: str | None = None
+    """A failed leaf's last ``ctx.log`` lines (its whole log is logs/<leaf id>.log)."""
 
     @classmethod
     def failure(
@@ -54,6 +56,7 @@ class LeafOutcome:
         attempts: int = 1,
         worker: str = "",
         wall_time: float = 0.0,
+        log_tail: str | None = None,
     ) -> LeafOutcome:
         """The outcome of a spec that failed: one row of failures.pq, with secrets masked."""
         return cls(
@@ -67,6 +70,7 @@ class LeafOutcome:
             worker=worker,
             wall_time=wall_time,
             finished_at=time.time(),
+            log_tail=None if log_tail is None else clip(redact(log_tail), MESSAGE_LIMIT),
         )
 
     def __reduce__(self) -> tuple[type[LeafOutcome], tuple[Any, ...]]:
@@ -88,6 +92,7 @@ class LeafOutcome:
             self.wall_time,
             self.peak_rss_mib,
             self.finished_at,
+            self.log_tail,
         )
 
 

@@ -7,8 +7,8 @@ however many leaves it holds, and gathering is column-wise from end to end.
 
 Columns: ``sort_index``, ``ok``, then ``out:<field>`` for each scalar output and
 ``file:<field>`` for each file output (null on failed rows), then the user tables' keys (JSON),
-the error (type, message, traceback), ``attempts``, ``worker``, ``wall_time``,
-``peak_rss_mib`` and ``finished_at`` (seconds since the epoch).
+the error (type, message, traceback, the last lines the leaf logged), ``attempts``, ``worker``,
+``wall_time``, ``peak_rss_mib`` and ``finished_at`` (seconds since the epoch).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ BOOKKEEPING: dict[str, pa.DataType] = {
     "wall_time": pa.float64(),
     "peak_rss_mib": pa.float64(),
     "finished_at": pa.float64(),
+    "log_tail": pa.string(),
 }
 
 
@@ -69,6 +70,7 @@ class OutcomeRecorder:
         self.worker: list[str] = []
         self.wall_time: list[float] = []
         self.finished_at: list[float] = []
+        self.log_tail: list[str | None] = []
 
     def __len__(self) -> int:
         return len(self.sort_index)
@@ -92,6 +94,7 @@ class OutcomeRecorder:
         self.worker.append(worker)
         self.wall_time.append(wall_time)
         self.finished_at.append(time.time())
+        self.log_tail.append(None)
 
     def fail(
         self,
@@ -102,8 +105,10 @@ class OutcomeRecorder:
         attempt: int,
         worker: str,
         wall_time: float,
+        log_tail: str | None = None,
     ) -> None:
-        """A failure row; the message and traceback are clipped and have secrets masked."""
+        """A failure row; the message, traceback and log tail are clipped and have secrets
+        masked."""
         self.sort_index.append(sort_index)
         self.outputs.append(None)
         self.dataframes.append(None)
@@ -116,6 +121,7 @@ class OutcomeRecorder:
         self.worker.append(worker)
         self.wall_time.append(wall_time)
         self.finished_at.append(time.time())
+        self.log_tail.append(None if log_tail is None else clip(redact(log_tail), MESSAGE_LIMIT))
 
     def table(self, peak_rss_mib: float = 0.0) -> pa.Table:
         """The batch as an outcome table; every leaf shares the batch's peak memory."""
@@ -137,6 +143,7 @@ class OutcomeRecorder:
             pa.array(self.wall_time, type=pa.float64()),
             pa.array([peak_rss_mib] * n, type=pa.float64()),
             pa.array(self.finished_at, type=pa.float64()),
+            pa.array(self.log_tail, type=pa.string()),
         ]
         return pa.Table.from_arrays(columns, schema=outcome_schema(self.schema))
 
@@ -168,6 +175,7 @@ def outcome_table(schema: ExperimentSchema, outcomes: Iterable[LeafOutcome]) -> 
             "wall_time",
             "peak_rss_mib",
             "finished_at",
+            "log_tail",
         ):
             columns[name].append(getattr(outcome, name))
     plans = {OUT + p.name: p for p in schema.scalar_outputs}
@@ -204,6 +212,7 @@ def outcomes_of(schema: ExperimentSchema, table: pa.Table) -> list[LeafOutcome]:
                 wall_time=data["wall_time"][row],
                 peak_rss_mib=data["peak_rss_mib"][row],
                 finished_at=data["finished_at"][row],
+                log_tail=data["log_tail"][row],
             )
         )
     return outcomes

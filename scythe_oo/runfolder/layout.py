@@ -136,6 +136,10 @@ class RunLayout:
     def leaf_dataframe(self, name: str, leaf: str) -> str:
         return self.key("results", "dataframes", name, f"{leaf}.pq")
 
+    def leaf_log(self, leaf: str) -> str:
+        """The ``ctx.log`` lines of one leaf (bounded; see leaf/logbook.py)."""
+        return self.key("logs", f"{leaf}.log")
+
     def leaf_table_column(self, name: str, column: str) -> str:
         """Where the first leaf to return a user table's column records its type."""
         digest = hashlib.sha256(column.encode()).hexdigest()[:16]

@@ -63,6 +63,22 @@ def default_store(settings: Settings | None = None) -> ArtifactStore:
     return store_from_description({"kind": "local", "root": str(settings.local_root)})
 
 
+def store_from_uri(text: str) -> ArtifactStore:
+    """The store a ``--store`` option names: ``s3://bucket/prefix``, ``file:///root`` or a
+    local folder."""
+    parsed = urlparse(text)
+    if parsed.scheme == "s3":
+        if not parsed.netloc:
+            raise ValueError(f"{text!r} names no bucket; write s3://bucket/prefix")
+        prefix = parsed.path.strip("/")
+        return store_from_description({"kind": "s3", "bucket": parsed.netloc, "prefix": prefix})
+    if parsed.scheme == "file":
+        return store_from_description({"kind": "local", "root": unquote(parsed.path)})
+    if parsed.scheme and len(parsed.scheme) > 1:  # a Windows drive letter is not a scheme
+        raise ValueError(f"{text!r}: a store is an s3:// or file:// URI, or a local folder")
+    return store_from_description({"kind": "local", "root": str(Path(text).expanduser())})
+
+
 def store_for_run_uri(uri: str) -> ArtifactStore:
     """The store a run folder URI lives in: its root is three levels above the folder
     (``<root>/<experiment>/<version>/<timestamp>``)."""

@@ -39,6 +39,7 @@ _COLUMN_TYPES: dict[str, pa.DataType] = {
     "ok": pa.bool_(),
     "peak_rss_mib": pa.float64(),
     "finished_at": pa.timestamp("us", tz="UTC"),
+    "log_tail": pa.string(),
 }
 
 FAILURE_COLUMNS = {name: _COLUMN_TYPES[name] for name in FAILURE_COLUMN_NAMES}

@@ -79,13 +79,7 @@ class LeafJournal:
         if not parts:
             return empty_outcomes(self.schema)
         table = pa.concat_tables(parts)
-        generation = np.concatenate(generations)
-        # Files are read in name order (generation, then time): the last row of a leaf wins.
-        index = table.column("sort_index").to_numpy()
-        _, first_from_end = np.unique(index[::-1], return_index=True)
-        latest = np.sort(len(index) - 1 - first_from_end)
-        ok = table.column("ok").to_numpy(zero_copy_only=False)[latest]
-        keep = latest[ok | (generation[latest] == self.generation)]
+        keep = _settled_rows(table, np.concatenate(generations), self.generation)
         return table.take(pa.array(keep, type=pa.int64()))
 
     def record(self, outcomes: pa.Table) -> None:
@@ -136,6 +130,36 @@ def write_outcomes(
     buffer = io.BytesIO()
     write_parquet(outcomes, buffer)
     store.put_bytes(f"{prefix}/{stem}.pq", buffer.getvalue())
+
+
+def _settled_rows(table: pa.Table, generations: np.ndarray, generation: int) -> np.ndarray:
+    """Rows of the batches (read in name order: generation, then time) that settle a leaf:
+    the last row of each leaf, if it succeeded or belongs to the current generation."""
+    index = table.column("sort_index").to_numpy()
+    _, first_from_end = np.unique(index[::-1], return_index=True)
+    latest = np.sort(len(index) - 1 - first_from_end)
+    ok = table.column("ok").to_numpy(zero_copy_only=False)[latest]
+    return latest[ok | (generations[latest] == generation)]  # type: ignore[no-any-return]
+
+
+def settled_counts(store: ArtifactStore, prefix: str, generation: int) -> tuple[int, int]:
+    """(succeeded, failed) among a node's settled leaves, reading only two columns of each
+    batch and needing no schema: what a process that cannot import the experiment can count.
+    Batches written before 0.2 (JSON) are not counted."""
+    parts, generations = [], []
+    for key in store.list_keys(prefix + "/"):
+        name = key.rsplit("/", 1)[-1]
+        if not (name.startswith("g") and name.endswith(".pq")):
+            continue
+        table = pq.read_table(pa.BufferReader(store.get_bytes(key)), columns=["sort_index", "ok"])
+        parts.append(table)
+        generations.append(np.full(table.num_rows, int(name[1:].split("-", 1)[0])))
+    if not parts:
+        return 0, 0
+    table = pa.concat_tables(parts)
+    keep = _settled_rows(table, np.concatenate(generations), generation)
+    good = int(table.column("ok").to_numpy(zero_copy_only=False)[keep].sum())
+    return good, len(keep) - good
 
 
 def _parse(schema: ExperimentSchema, name: str, body: bytes) -> pa.Table:
