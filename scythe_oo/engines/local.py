@@ -150,6 +150,9 @@ class LocalRunHandle:
             folder.running(self.engine_run_id)
             dispatcher = LocalDispatcher(plan, self.workers, self)
             root = asyncio.run(run_node(plan.experiment, plan.root, plan.store, dispatcher))
+            # Workers run teardown as they exit: done before the manifest says the run ended,
+            # so a caller that waited sees every teardown's effects.
+            self.leaf_pool.close()
             manifest = finalize_run(plan.store, plan.layout, root)
             self.state = manifest.status
         except BaseException as exc:
