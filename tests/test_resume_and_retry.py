@@ -56,8 +56,9 @@ def test_retry_failed_reruns_only_failures(
     assert failed == [i for i in range(30) if i % 3 == 0]
     account_for_everything(run, 30)
     assert executions(counter) == {i: 1 for i in range(30)}
-    parts = store.root / run.layout.node_output_prefix("root") / "parts"
-    assert len(list(parts.iterdir()) if parts.exists() else []) == (5 if shape == "windows" else 0)
+    # Windows append to the node's tables: no parts to merge, nothing staged left over.
+    assert not (store.root / run.layout.node_output_prefix("root") / "parts").exists()
+    assert list(store.root.rglob("*.tmp")) == []
 
     flag.write_text("fixed")
     retried = run.retry_failed(engine=engine).wait(timeout=60)

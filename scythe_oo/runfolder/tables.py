@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -128,6 +130,66 @@ def parquet_sink(store: ArtifactStore, key: str, schema: pa.Schema) -> Iterator[
         store.put_file(key, path)
 
 
+class StagedParquet:
+    """A Parquet file written a row group at a time, whose key is chosen once it is complete.
+
+    A large base node streams each window's table into one of these and decides at the end
+    where it belongs: its destination when every window fitted its schema, a part to merge
+    when one did not. A local store's file is staged beside ``near`` (the likely key), so the
+    usual outcome costs a rename rather than a second write; another store's is staged in a
+    temporary folder and uploaded. Until ``commit`` nothing is visible under any key.
+    """
+
+    def __init__(self, store: ArtifactStore, near: str, schema: pa.Schema) -> None:
+        self.store = store
+        self.schema = schema
+        self._tmpdir: str | None = None
+        if isinstance(store, LocalStore):
+            dest = store.path_of(near)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+            os.close(fd)
+            self.path = Path(name)
+        else:
+            self._tmpdir = tempfile.mkdtemp(prefix="scythe-stage-")
+            self.path = Path(self._tmpdir) / "table.pq"
+        self._writer: pq.ParquetWriter | None = parquet_writer(self.path, schema)
+        self.rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            raise ValueError("this staged table is already committed or discarded")
+        if table.num_rows:
+            self._writer.write_table(table)
+            self.rows += table.num_rows
+
+    def commit(self, key: str) -> str:
+        """Close the file and place it at ``key``; returns ``key``."""
+        self._close()
+        try:
+            if isinstance(self.store, LocalStore):
+                dest = self.store.path_of(key)
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self.path, dest)
+            else:
+                self.store.put_file(key, self.path)
+        finally:
+            self.discard()
+        return key
+
+    def discard(self) -> None:
+        """Drop whatever is staged (a committed file is not touched)."""
+        self._close()
+        self.path.unlink(missing_ok=True)
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+
+    def _close(self) -> None:
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+
+
 def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
     """``table`` with exactly ``schema``'s columns and types; a missing column is all nulls."""
     columns = []
@@ -152,6 +214,8 @@ def pandas_index_metadata(schema: pa.Schema, levels: Sequence[str]) -> dict[byte
     never turns 10^6 rows into pandas objects.
     """
     data = [c for c in schema.names if c not in levels]
-    sample = schema.empty_table().select([*data, *levels]).to_pandas().set_index(list(levels))
+    # Without its metadata: pandas would otherwise restore an index the schema already names.
+    bare = schema.remove_metadata().empty_table()
+    sample = bare.select([*data, *levels]).to_pandas().set_index(list(levels))
     pandas_meta = pa.Schema.from_pandas(sample, preserve_index=True).metadata
     return {**(schema.metadata or {}), **pandas_meta}

@@ -3,9 +3,9 @@
 However a recursion policy shapes the tree, a base node may hold 10^6 specs (a policy of factor
 10 and depth 1 on 10^7, say). Holding all of them, their outcomes and their tables at once would
 tie the driver's memory to the sweep's size, so a large base node runs its specs a window at a
-time: each window's leaves run, its tables are written as a part, and the parts are merged into
-the node's tables exactly as children's are. A window's tables are built while the next
-window's leaves run. A node that fits one window (nearly every node) writes its tables directly.
+time: each window's leaves run, and its tables are appended to the node's (``window_tables``).
+The next window is read, and the last one's tables written, while a window's leaves run. A
+node that fits one window (nearly every node) writes its tables directly.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import pyarrow.compute as pc
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.definition.errors import ArtifactNotFoundError
 from scythe_oo.definition.settings import Settings
-from scythe_oo.runfolder.tables import open_parquet, read_table, write_table
+from scythe_oo.runfolder.tables import open_parquet, read_table
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.collector import NodeTables
 from scythe_oo.tree.gcpause import paused_gc
 from scythe_oo.tree.job import Dispatcher, NodeJob, NodeResult
 from scythe_oo.tree.journal import LeafJournal
-from scythe_oo.tree.node_tables import gather_tables, write_node
+from scythe_oo.tree.node_tables import write_node
+from scythe_oo.tree.window_tables import WindowTables
 
 WINDOW_ROWS = 65_536
 """Specs a base node runs at once. A window of the 10-input benchmark's specs, with their
@@ -60,29 +61,38 @@ async def run_base_node(
         pinned = await _pinned(store, job, dispatcher, rows.column("sort_index"), settled)
         del rows
         windows = parquet.iter_batches(batch_size=WINDOW_ROWS)
-        parts: list[NodeResult] = []
-        writing: asyncio.Task[NodeResult] | None = None
+        written = WindowTables(store, job)
+        writing: asyncio.Task[None] | None = None
+        ahead: asyncio.Task[pa.RecordBatch | None] | None = None
         failed = False
         try:
+            ahead = asyncio.create_task(asyncio.to_thread(next, windows, None))
             for number in itertools.count():
-                batch = await asyncio.to_thread(next, windows, None)
+                batch = await ahead
                 if batch is None:
                     break
+                # The next window is read from specs.pq while this one's leaves run.
+                ahead = asyncio.create_task(asyncio.to_thread(next, windows, None))
                 specs = pa.Table.from_batches([batch])
                 outcomes = await _run_window(job, specs, settled, pinned, journal, dispatcher)
                 failed = failed or _any_failed(outcomes)
                 if writing is not None:  # one window's tables at a time wait to be written
-                    parts.append(await writing)
+                    await writing
                 writing = asyncio.create_task(
-                    asyncio.to_thread(_write_part, cls, job, number, specs, outcomes, store)
+                    asyncio.to_thread(_append, cls, job, number, specs, outcomes, store, written)
                 )
-        finally:
             if writing is not None:
-                # On an error, let the part in progress finish before its file is closed.
-                with contextlib.suppress(Exception):
-                    parts.append(await writing)
+                await writing
+        except BaseException:
+            # Let the reads and writes in progress finish before their files are closed.
+            for task in (ahead, writing):
+                if task is not None:
+                    with contextlib.suppress(BaseException):
+                        await task
+            written.discard()
+            raise
     await _settle_journal(journal, failed)
-    return await asyncio.to_thread(gather_tables, store, job, parts, True)
+    return await asyncio.to_thread(written.finish, True)
 
 
 async def _pinned(
@@ -116,14 +126,8 @@ async def _run_window(
 ) -> pa.Table:
     """Every outcome of the window's specs, one row each: from the journal where it holds
     one and this execution did not pin it, else from running the leaf (journaled as it ends)."""
-    rows = specs.column("sort_index")
-    known = settled.column("sort_index")
-    keep = pc.filter(
-        settled,
-        pc.and_(pc.is_in(known, value_set=rows), pc.invert(pc.is_in(known, value_set=pinned))),
-    )
+    keep, pending = await asyncio.to_thread(_split_window, specs, settled, pinned)
     parts = [keep]
-    pending = pc.filter(specs, pc.is_in(rows, value_set=pinned))
     if pending.num_rows:
 
         async def sink(outcomes: pa.Table) -> None:
@@ -131,6 +135,22 @@ async def _run_window(
 
         parts.append(await dispatcher.run_leaves(job, pending, sink))
     return pa.concat_tables(parts, promote_options="permissive")
+
+
+def _split_window(
+    specs: pa.Table, settled: pa.Table, pinned: pa.Array
+) -> tuple[pa.Table, pa.Table]:
+    """The journal's outcomes this window keeps, and the specs it runs. A fresh window runs
+    every spec, and is not copied to find that out (a window's JSON is tens of MiB)."""
+    rows = specs.column("sort_index")
+    known = settled.column("sort_index")
+    keep = pc.filter(
+        settled,
+        pc.and_(pc.is_in(known, value_set=rows), pc.invert(pc.is_in(known, value_set=pinned))),
+    )
+    chosen = pc.is_in(rows, value_set=pinned)
+    pending = specs if pc.all(chosen).as_py() else pc.filter(specs, chosen)
+    return keep, pending
 
 
 async def _settle_journal(journal: LeafJournal, failed: bool) -> None:
@@ -153,28 +173,17 @@ def _tables(
         return job.collector.from_leaves(cls.schema, specs, outcomes, store)
 
 
-def _write_part(
+def _append(
     cls: AnyExperiment,
     job: NodeJob,
     number: int,
     specs: pa.Table,
     outcomes: pa.Table,
     store: ArtifactStore,
-) -> NodeResult:
-    """One window's tables, stored as a part of the node (merged like a child's)."""
-    tables = _tables(cls, job, specs, outcomes, store)
-    keys = {}
-    for name, table in tables.tables.items():
-        keys[name] = job.layout.node_part(job.node, number, name)
-        write_table(store, keys[name], table)
-    return NodeResult(
-        node=f"{job.node}#{number}",
-        tables=keys,
-        succeeded=tables.succeeded,
-        failed=tables.failed,
-        generation=job.generation,
-        leaf_parent=True,
-    )
+    written: WindowTables,
+) -> None:
+    """One window's tables, appended to the node's."""
+    written.add(number, _tables(cls, job, specs, outcomes, store))
 
 
 def _load_plan(store: ArtifactStore, key: str) -> list[int] | None:
