@@ -235,11 +235,14 @@ LIBRARY: dict[str, str] = {
     "dask_client": "distributed",
     "ray_tasks": "ray",
     "ray_batched": "ray",
-    "scythe_oo": "scythe_oo",
-    "scythe_oo_hatchet": "scythe_oo",
+    "scythe_oo": "scythe_oo.engines.local",
+    "scythe_oo_hatchet": "scythe_oo.engines.hatchet",
     "hatchet_plain": "hatchet_sdk",
 }
-"""What each contender imports before the clock starts."""
+"""What each contender imports before the clock starts: what a script names at its top. For
+scythe_oo that is the engine's module, which ``from scythe_oo import HatchetEngine`` loads (the
+package itself loads its backends lazily; hatchet_sdk takes about 3 s to import here, which
+the plain hatchet-sdk contender also imports before its clock)."""
 
 
 def missing(name: str) -> str | None:
@@ -267,6 +270,8 @@ def main() -> None:
         importlib.import_module(module)
     if args.contender.startswith("scythe_oo"):
         importlib.import_module("benchmarks.experiments")
+    if args.bucket:
+        importlib.import_module("scythe_oo.storage.s3")  # boto3, as `from scythe_oo import S3Store`
     imported = time.perf_counter() - started
 
     sweep = Sweep(args.n, args.spin_ms, args.workers, args.scratch, args.bucket)

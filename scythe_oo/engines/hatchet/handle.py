@@ -40,6 +40,11 @@ _INCLUDED_OUTPUT_GRACE_SECONDS = 120.0
 """How long an included run may show COMPLETED before its last tasks' outputs are visible."""
 
 
+STATUS_POLL_SECONDS = 2.0
+"""How often a handle asks the engine for the run's status. The manifest, read at every poll,
+says when the run has ended; the engine's status is only needed to notice a run it failed or
+cancelled, and each question costs the engine (and its database) CPU that leaves need."""
+
 ACTIVITY_POLL_SECONDS = 10.0
 """How often a handle lists the journal to count leaves and date the last one."""
 
@@ -64,6 +69,9 @@ class HatchetRunHandle:
         self._output_awaited_since: float | None = None
         self._activity: JournalActivity | None = None
         self._activity_read = -math.inf
+        self._status_read = -math.inf
+        self._state: RunState | None = None
+        """The run's state as the engine last reported it (queued or running)."""
 
     @property
     def engine_run_id(self) -> str | None:
@@ -81,6 +89,10 @@ class HatchetRunHandle:
                 error=manifest.error,
             )
         activity = self._journal()
+        now = time.monotonic()
+        if self._state is not None and now - self._status_read < STATUS_POLL_SECONDS:
+            return self._quiet_or(manifest, self._state, activity)
+        self._status_read = now
         try:
             status = hatchet_client().runs.get_status(self.run_id)
         except Exception as exc:  # engine unreachable or run unknown: report what the store says
@@ -97,6 +109,7 @@ class HatchetRunHandle:
         if state == "completed":
             # the root finished but its manifest write is not visible yet; report running
             state = "running"
+        self._state = state
         return self._quiet_or(manifest, state, activity)
 
     def _journal(self) -> JournalActivity:
