@@ -236,7 +236,7 @@ LIBRARY: dict[str, str] = {
     "ray_tasks": "ray",
     "ray_batched": "ray",
     "scythe_oo": "scythe_oo.engines.local",
-    "scythe_oo_hatchet": "scythe_oo.engines.hatchet",
+    "scythe_oo_hatchet": "scythe_oo.engines.hatchet.engine",
     "hatchet_plain": "hatchet_sdk",
 }
 """What each contender imports before the clock starts: what a script names at its top. For
