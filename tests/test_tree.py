@@ -21,7 +21,7 @@ from scythe_oo.leaf.outcome_table import outcome_table, outcomes_of
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.runfolder.tables import open_parquet, read_table, write_table
 from scythe_oo.tree.gather import copy_parquet, merge_sorted
-from scythe_oo.tree.journal import LeafJournal
+from scythe_oo.tree.journal import LEAF_MARK, LeafJournal, settled_counts
 from scythe_oo.tree.scatter import child_sizes, count_rows, split_grid_stride
 
 
@@ -307,6 +307,22 @@ def test_latest_row_of_a_leaf_wins_and_old_failures_rerun(tmp_path: Path) -> Non
     second.record(outcomes(outcome(2, 0.0)))
     assert settled(second) == [0, 2]
     assert settled(journal(store, generation=1)) == [0, 1, 2]
+
+
+def test_batches_leaves_wrote_are_counted_from_their_names(tmp_path: Path) -> None:
+    """A progress display counts leaf-written batches by name alone: their bodies are never
+    read (here they are not even Parquet); other batches are read, one count per leaf."""
+    store = LocalStore(root=tmp_path)
+    prefix = LAYOUT.journal_prefix("root")
+    for generation, ok, failed in ((1, 3, 2), (2, 1, 1), (2, 4, 0)):
+        stem = f"g{generation:03d}-{generation:020d}-{ok}{failed}aaaaaa-{LEAF_MARK}-{ok}-{failed}"
+        store.put_bytes(f"{prefix}/{stem}.pq", b"not read")
+    # successes of every generation, failures of the current one only
+    assert settled_counts(store, prefix, 2) == (3 + 1 + 4, 1)
+    assert settled_counts(store, prefix, 3) == (8, 0)
+    node_written = journal(store, generation=2, max_seconds=0.0)
+    node_written.record(outcomes(outcome(10, 0.0), outcome(10, 0.0, ok=False), outcome(11, 0.0)))
+    assert settled_counts(store, prefix, 2) == (8 + 1, 1 + 1)  # leaf 10's last row: a failure
 
 
 def every_field_set() -> LeafOutcome:

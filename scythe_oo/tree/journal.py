@@ -143,23 +143,37 @@ def _settled_rows(table: pa.Table, generations: np.ndarray, generation: int) -> 
 
 
 def settled_counts(store: ArtifactStore, prefix: str, generation: int) -> tuple[int, int]:
-    """(succeeded, failed) among a node's settled leaves, reading only two columns of each
-    batch and needing no schema: what a process that cannot import the experiment can count.
-    Batches written before 0.2 (JSON) are not counted."""
+    """(succeeded, failed) among a node's settled leaves, needing no schema: what a process
+    that cannot import the experiment can count. Batches written before 0.2 (JSON) are not
+    counted.
+
+    A batch its leaves wrote is counted from its name: a progress display reads this every
+    few seconds, and reading 5,000 batch files each time took a core of a 2-core machine
+    away from a 10^6-leaf run. Names cannot tell a leaf that was journaled twice (its task
+    ran again after its worker was lost), so such a leaf may count twice until its node
+    finishes. Other batches are read (two columns), and each leaf counts once."""
+    marked_ok = marked_failed = 0
     parts, generations = [], []
     for key in store.list_keys(prefix + "/"):
         name = key.rsplit("/", 1)[-1]
         if not (name.startswith("g") and name.endswith(".pq")):
             continue
+        fields = name[:-3].split("-")
+        batch_generation = int(fields[0][1:])
+        if len(fields) == 6 and fields[3] == LEAF_MARK:
+            marked_ok += int(fields[4])  # a success settles its leaf for good
+            if batch_generation == generation:  # older failures run again
+                marked_failed += int(fields[5])
+            continue
         table = pq.read_table(pa.BufferReader(store.get_bytes(key)), columns=["sort_index", "ok"])
         parts.append(table)
-        generations.append(np.full(table.num_rows, int(name[1:].split("-", 1)[0])))
+        generations.append(np.full(table.num_rows, batch_generation))
     if not parts:
-        return 0, 0
+        return marked_ok, marked_failed
     table = pa.concat_tables(parts)
     keep = _settled_rows(table, np.concatenate(generations), generation)
     good = int(table.column("ok").to_numpy(zero_copy_only=False)[keep].sum())
-    return good, len(keep) - good
+    return marked_ok + good, marked_failed + len(keep) - good
 
 
 def _parse(schema: ExperimentSchema, name: str, body: bytes) -> pa.Table:
