@@ -70,7 +70,7 @@ def read_table(store: ArtifactStore, key: str) -> pa.Table:
     return pq.read_table(pa.BufferReader(store.get_bytes(key)))
 
 
-def _local_path(store: ArtifactStore, key: str) -> Path | None:
+def local_path(store: ArtifactStore, key: str) -> Path | None:
     """The file behind ``key`` when the store keeps it on this machine: read it in place."""
     uri = urlparse(store.uri(key))
     if uri.scheme != "file" or uri.netloc not in ("", "localhost"):
@@ -88,7 +88,7 @@ def open_parquet(store: ArtifactStore, key: str) -> Iterator[pq.ParquetFile]:
 @contextlib.contextmanager
 def open_parquets(store: ArtifactStore, keys: Sequence[str]) -> Iterator[list[pq.ParquetFile]]:
     """Several Parquet files at once; remote ones are downloaded in parallel, a few at a time."""
-    paths = [_local_path(store, key) for key in keys]
+    paths = [local_path(store, key) for key in keys]
     with contextlib.ExitStack() as stack:
         remote = [i for i, path in enumerate(paths) if path is None]
         if remote:

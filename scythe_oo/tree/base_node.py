@@ -97,14 +97,17 @@ async def _pinned(
     dispatcher: Dispatcher,
     node_rows: pa.ChunkedArray,
     settled: pa.Table,
-) -> pa.Array:
-    """The leaves this execution of the node dispatches: those the journal does not hold. A
-    durable engine replays a node's execution, so it pins the set on its first pass."""
+) -> pa.Array | None:
+    """The leaves this execution of the node dispatches: those the journal does not hold
+    (None: every one, so that a fresh node of 10^6 specs builds no set of them per window).
+    A durable engine replays a node's execution, so it pins the set on its first pass."""
     plan_key = dispatcher.leaf_plan_key(job)
     if plan_key is not None:
         pinned = await asyncio.to_thread(_load_plan, store, plan_key)
         if pinned is not None:
             return pa.array(sorted(pinned), type=pa.int64())
+    elif not settled.num_rows:
+        return None
     done = pc.is_in(node_rows, value_set=settled.column("sort_index"))
     pending = pc.filter(node_rows, pc.invert(done)).combine_chunks()
     if plan_key is not None:
@@ -116,7 +119,7 @@ async def _run_window(
     job: NodeJob,
     specs: pa.Table,
     settled: pa.Table,
-    pinned: pa.Array,
+    pinned: pa.Array | None,
     journal: LeafJournal,
     dispatcher: Dispatcher,
 ) -> pa.Table:
@@ -134,10 +137,12 @@ async def _run_window(
 
 
 def _split_window(
-    specs: pa.Table, settled: pa.Table, pinned: pa.Array
+    specs: pa.Table, settled: pa.Table, pinned: pa.Array | None
 ) -> tuple[pa.Table, pa.Table]:
     """The journal's outcomes this window keeps, and the specs it runs. A fresh window runs
     every spec, and is not copied to find that out (a window's JSON is tens of MiB)."""
+    if pinned is None:
+        return settled.slice(0, 0), specs
     rows = specs.column("sort_index")
     known = settled.column("sort_index")
     keep = pc.filter(

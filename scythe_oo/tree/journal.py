@@ -114,22 +114,25 @@ def write_outcomes(
     outcomes: pa.Table,
     *,
     by_leaves: bool = False,
-) -> None:
-    """One batch file of the journal under ``prefix``, a Parquet outcome table. Names sort
-    by generation, then time, so a later attempt of a leaf is read last.
+) -> str | None:
+    """One batch file of the journal under ``prefix``, a Parquet outcome table; its key
+    (None: no rows, no file). Names sort by generation, then time, so a later attempt of a
+    leaf is read last.
 
     ``by_leaves`` marks a batch its leaves wrote themselves (on a distributed engine, as soon
     as they finish, so that nothing they did depends on their node hearing of it); its name
     also counts its successes and failures, so progress can be read from names alone."""
     if not outcomes.num_rows:
-        return
+        return None
     stem = f"g{generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     if by_leaves:
         ok = int(pc.sum(outcomes.column("ok")).as_py() or 0)
         stem += f"-{LEAF_MARK}-{ok}-{outcomes.num_rows - ok}"
     buffer = io.BytesIO()
     write_parquet(outcomes, buffer)
-    store.put_bytes(f"{prefix}/{stem}.pq", buffer.getvalue())
+    key = f"{prefix}/{stem}.pq"
+    store.put_bytes(key, buffer.getvalue())
+    return key
 
 
 def _settled_rows(table: pa.Table, generations: np.ndarray, generation: int) -> np.ndarray:

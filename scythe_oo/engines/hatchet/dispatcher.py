@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from hatchet_sdk import DurableContext
 
@@ -26,15 +27,19 @@ from scythe_oo.engines.hatchet.payloads import (
     as_leaf_output,
     as_node_output,
 )
+from scythe_oo.engines.hatchet.spec_rows import row_runs
 from scythe_oo.leaf.outcome import LeafOutcome
-from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
+from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_schema, outcome_table
 from scythe_oo.runfolder.specs import spec_json
+from scythe_oo.runfolder.tables import conform, open_parquet, read_table
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.job import NodeJob, NodeResult, OutcomeSink
 
 SPAWN_CHUNK = 250
-"""Children per spawn call. Inside a durable task the SDK sends one message per call, and
-Hatchet caps messages at 4 MiB; 250 leaf inputs of a few KiB each stay far below that."""
+"""Children per spawn call, at most. Inside a durable task the SDK sends one message per call,
+and Hatchet caps messages at 4 MiB, so a call also carries at most SPAWN_BYTES of inline specs."""
+
+SPAWN_BYTES = 2 * 1024 * 1024
 
 PROBE_LEAVES = 2
 """Leaves each base node runs alone first, to measure how long one leaf takes."""
@@ -49,9 +54,18 @@ TAIL_TASK_SECONDS = 1.0
 of the engine's assignment, or the tail waits for ticks instead of computing (tails of
 0.25 s left 1,000 leaves of 20 ms on 2 processes at 18.4 s; of 1 s, at 14.7 s)."""
 
-MAX_BATCH = 128
+MAX_BATCH = 65_536
+"""Leaves per task at most: a base node's window (a leaf process holds a batch's specs)."""
+
+INLINE_SPECS = 128
 PAYLOAD_BUDGET = 32 * 1024
-"""Bytes of spec JSON per leaf task at most; outputs (~300 bytes per leaf) stay small too."""
+"""A batch of at most INLINE_SPECS specs and this many bytes of their JSON carries them in
+its input, where Hatchet's dashboard shows them; a larger one names rows of its node's specs
+file (``spec_rows``) and returns its outcomes as a journal file's key."""
+
+SPLIT_WAYS = 8
+"""A batch that gave out as a whole (timed out, lost its worker every try) runs again as this
+many smaller ones, down to single specs: only a spec that fails alone is blamed."""
 
 INFRASTRUCTURE_RETRIES = 1
 """Extra Hatchet-level attempts for a leaf task, on top of the experiment's ``retries``.
@@ -81,6 +95,7 @@ class HatchetDispatcher:
         self.node_task = node_task
         self.leaf_task = leaf_task
         self.leaf_input = leaf_input
+        self._node_indexes: dict[str, np.ndarray] = {}
 
     def admission(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return contextlib.nullcontext()  # each node is its own task; workers bound them
@@ -122,74 +137,141 @@ class HatchetDispatcher:
         probes, rest = pending[:PROBE_LEAVES], pending[PROBE_LEAVES:]
         outcomes = await self._dispatch(job, [[p] for p in probes], sink)
         batches, start = [], 0
-        for size in self._batch_sizes(outcomes, rest):
+        for size in self._batch_sizes(outcomes, len(rest)):
             batches.append(rest[start : start + size])
             start += size
         return pa.concat_tables([outcomes, await self._dispatch(job, batches, sink)])
 
-    def _batch_sizes(self, probed: pa.Table, rest: Sequence[tuple[int, str]]) -> list[int]:
-        if not rest:
+    def _batch_sizes(self, probed: pa.Table, n: int) -> list[int]:
+        if not n:
             return []
         if not probed.num_rows:
-            return [1] * len(rest)
+            return [1] * n
         times = sorted(probed.column("wall_time").to_pylist())
-        seconds = max(float(times[len(times) // 2]), 1e-3)
+        seconds = max(float(times[len(times) // 2]), 1e-6)
         target = max(self.cls.min_batch_seconds, MIN_TASK_SECONDS)
         timeout = Settings.from_env().leaf_timeouts(self.cls.timeouts).execution
-        # a batch must finish well inside the task's execution timeout, and its input and
-        # output must stay small (a few dozen KiB) whatever the sweep size
+        # a batch must finish well inside the task's execution timeout
         by_timeout = int(timeout.total_seconds() / (2 * seconds))
-        by_payload = max(1, PAYLOAD_BUDGET // max(len(raw) for _, raw in rest))
-        size = max(1, min(math.ceil(target / seconds), by_timeout, by_payload, MAX_BATCH))
-        return guided_sizes(len(rest), size, math.ceil(TAIL_TASK_SECONDS / seconds))
+        size = max(1, min(math.ceil(target / seconds), by_timeout, MAX_BATCH))
+        return guided_sizes(n, size, math.ceil(TAIL_TASK_SECONDS / seconds))
 
     async def _dispatch(
-        self, job: NodeJob, batches: Sequence[Sequence[tuple[int, str]]], sink: OutcomeSink
+        self, job: NodeJob, batches: Sequence[Batch], sink: OutcomeSink
     ) -> pa.Table:
-        task = self.leaf_task
-        input_model = self.leaf_input
+        node_index = None
+        if not all(_inline(batch) for batch in batches):
+            node_index = await self._node_index(job)
+        schema = self.cls.schema
 
-        def item(batch: Sequence[tuple[int, str]], tag: str) -> Any:
+        def item(batch: Batch, tag: str) -> Any:
             first, count = batch[0][0], len(batch)
-            return task.create_bulk_run_item(
-                input_model(
-                    experiment_id=job.experiment_id,
-                    store=self.store_description,
-                    node=job.node,
-                    generation=job.generation,
-                    specs=[json.loads(raw) for _, raw in batch],
-                ),
-                child_key=self._child_key(job, f"{job.node}/{tag}-{first}-{count}"),
+            fields: dict[str, Any] = {}
+            if _inline(batch):
+                fields["specs"] = [json.loads(raw) for _, raw in batch]
+            else:
+                assert node_index is not None
+                fields["specs_key"] = job.specs_key()
+                fields["rows"] = row_runs(_rows_of(node_index, [index for index, _ in batch]))
+            payload = self.leaf_input(
+                experiment_id=job.experiment_id,
+                store=self.store_description,
+                node=job.node,
+                generation=job.generation,
+                **fields,
             )
+            key = self._child_key(job, f"{job.node}/{tag}-{first}-{count}")
+            return self.leaf_task.create_bulk_run_item(payload, child_key=key)
 
-        async def one_chunk(chunk: Sequence[Sequence[tuple[int, str]]]) -> pa.Table:
-            outputs = await task.aio_run_many(
-                [item(batch, "leaves") for batch in chunk], return_exceptions=True
+        async def run(chunk: Sequence[Batch], tag: str, level: int) -> list[pa.Table]:
+            outputs = await self.leaf_task.aio_run_many(
+                [item(batch, tag) for batch in chunk], return_exceptions=True
             )
-            outcomes: list[LeafOutcome] = []
-            lost: list[Sequence[tuple[int, str]]] = []
+            tables: list[pa.Table] = []
+            lost: list[LeafOutcome] = []
+            again: list[Batch] = []
             for output, batch in zip(outputs, chunk, strict=True):
                 if not isinstance(output, BaseException):
-                    outcomes.extend(as_leaf_output(output).outcomes)
+                    tables.append(await self._outcomes(output))
                 elif len(batch) == 1:
-                    outcomes.append(_lost_leaf(batch[0][0], output, self.cls.retries))
-                else:  # a whole batch gave out (timeout, lost worker): account per spec
-                    lost.extend([one] for one in batch)
+                    lost.append(_lost_leaf(batch[0][0], output, self.cls.retries))
+                else:  # a whole batch gave out (timeout, lost worker): smaller ones tell whose
+                    again.extend(_split(batch, SPLIT_WAYS))
             if lost:
-                alone = await task.aio_run_many(
-                    [item(batch, "alone") for batch in lost], return_exceptions=True
-                )
-                for output, batch in zip(alone, lost, strict=True):
-                    if isinstance(output, BaseException):
-                        outcomes.append(_lost_leaf(batch[0][0], output, self.cls.retries))
-                    else:
-                        outcomes.extend(as_leaf_output(output).outcomes)
-            table = outcome_table(self.cls.schema, outcomes)
+                tables.append(outcome_table(schema, lost))
+            for part in _spawn_chunks(again):
+                tables.extend(await run(part, f"split{level}", level + 1))
+            return tables
+
+        async def one_chunk(chunk: Sequence[Batch]) -> pa.Table:
+            table = pa.concat_tables([empty_outcomes(schema), *await run(chunk, "leaves", 1)])
             await sink(table)
             return table
 
-        gathered = await asyncio.gather(*(one_chunk(c) for c in _chunks(batches, SPAWN_CHUNK)))
-        return pa.concat_tables([empty_outcomes(self.cls.schema), *gathered])
+        gathered = await asyncio.gather(*(one_chunk(c) for c in _spawn_chunks(batches)))
+        return pa.concat_tables([empty_outcomes(schema), *gathered])
+
+    async def _node_index(self, job: NodeJob) -> np.ndarray:
+        """The sort_index of each row of the node's specs file (read once per node task)."""
+        key = job.specs_key()
+        if key not in self._node_indexes:
+            self._node_indexes[key] = await asyncio.to_thread(_sort_index, self.store, key)
+        return self._node_indexes[key]
+
+    async def _outcomes(self, output: Any) -> pa.Table:
+        """A leaf task's outcomes as a table: inline, or read from the journal file it names."""
+        parsed = as_leaf_output(output)
+        schema = self.cls.schema
+        if parsed.outcomes_key is None:
+            return outcome_table(schema, parsed.outcomes)
+        table = await asyncio.to_thread(read_table, self.store, parsed.outcomes_key)
+        return conform(table, outcome_schema(schema))
+
+
+Batch = Sequence[tuple[int, str]]
+"""A leaf batch: (sort_index, spec JSON) of each of its specs."""
+
+
+def _inline(batch: Batch) -> bool:
+    return len(batch) <= INLINE_SPECS and sum(len(raw) for _, raw in batch) <= PAYLOAD_BUDGET
+
+
+def _payload_bytes(batch: Batch) -> int:
+    return sum(len(raw) for _, raw in batch) if _inline(batch) else 256
+
+
+def _spawn_chunks(batches: Sequence[Batch]) -> list[list[Batch]]:
+    """Batches grouped into spawn calls of at most SPAWN_CHUNK items and SPAWN_BYTES."""
+    chunks: list[list[Batch]] = []
+    size = SPAWN_BYTES + 1
+    for batch in batches:
+        weight = _payload_bytes(batch)
+        if size + weight > SPAWN_BYTES or len(chunks[-1]) >= SPAWN_CHUNK:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(batch)
+        size += weight
+    return chunks
+
+
+def _split(batch: Batch, ways: int) -> list[Batch]:
+    step = math.ceil(len(batch) / ways)
+    return [batch[i : i + step] for i in range(0, len(batch), step)]
+
+
+def _sort_index(store: ArtifactStore, key: str) -> np.ndarray:
+    with open_parquet(store, key) as parquet:
+        column = parquet.read(columns=["sort_index"]).column("sort_index")
+    return np.asarray(column.to_numpy(), dtype=np.int64)
+
+
+def _rows_of(node_index: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
+    """Row numbers of ``wanted`` sort_index values in a node's specs file (sorted by them)."""
+    targets = np.asarray(wanted, dtype=np.int64)
+    found = np.searchsorted(node_index, targets)
+    if len(targets) and (found.max() >= len(node_index) or (node_index[found] != targets).any()):
+        raise ValueError("a node's specs file lacks specs the node was asked to run")
+    return found
 
 
 def guided_sizes(n: int, size: int, smallest: int) -> list[int]:

@@ -8,7 +8,8 @@ and tasks were fetched and acknowledged late. So a worker forks a ``LeafPool`` (
 pool: a process that dies is replaced, one stuck past its deadline is killed) before it
 connects to anything; its leaf task is async and hands each batch to the pool, and the loop
 stays free to fetch the next tasks while the processes compute. The batch's outcomes are
-journaled by the process that ran them, and come back as an Arrow table.
+journaled by the process that ran them, and come back as an Arrow table, or, for a batch
+named by rows (see ``spec_rows``), as the key of that journal file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import attrs
 import pyarrow as pa
 
 from scythe_oo.definition.base import REGISTRY
+from scythe_oo.engines.hatchet.spec_rows import spec_rows_json
 from scythe_oo.engines.local_pool import LeafPool, grace_seconds
 from scythe_oo.leaf.execute import RunContext, run_batch
 from scythe_oo.storage.base import ArtifactStore
@@ -53,7 +55,10 @@ class LeafBatch:
     node: str
     generation: int
     journal: bool
-    specs_json: str
+    specs_json: str = ""
+    specs_key: str = ""
+    rows: tuple[tuple[int, int], ...] = ()
+    """With ``specs_key``: the batch's rows of its node's specs file, instead of specs_json."""
     retries: int
     worker_name: str
     first_attempt: int
@@ -74,26 +79,33 @@ def stop_leaf_processes() -> None:
         _POOL.pop().close()
 
 
-async def run_leaves(batch: LeafBatch) -> tuple[pa.Table, list[str]]:
+@attrs.frozen
+class BatchResult:
+    """A batch's outcomes: as a table, or (a batch named by rows) as the journal file's key."""
+
+    table: pa.Table | None
+    outcomes_key: str | None
+    lines: list[str]
+
+
+async def run_leaves(batch: LeafBatch) -> BatchResult:
     """Run a batch in one of the worker's leaf processes (in a thread where the worker has
-    none); its outcome table, and the lines its leaves logged."""
+    none); its outcomes, and the lines its leaves logged."""
     if not _POOL:
-        data, lines = await asyncio.to_thread(run_leaf_batch, batch)
-        return _table(data), lines
+        return _result(*await asyncio.to_thread(run_leaf_batch, batch))
     pool = _POOL[0]
     executor = pool.executor
     try:
-        data, lines = await asyncio.get_running_loop().run_in_executor(
-            executor, run_leaf_batch, batch
-        )
+        sent = await asyncio.get_running_loop().run_in_executor(executor, run_leaf_batch, batch)
     except BrokenProcessPool:
         death = await asyncio.to_thread(pool.replace_broken, executor)
         raise LeafProcessDied(f"the process running this batch died: {death.detail}") from None
-    return _table(data), lines
+    return _result(*sent)
 
 
-def _table(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
+def _result(data: bytes, key: str | None, lines: list[str]) -> BatchResult:
+    table = pa.ipc.open_stream(data).read_all() if data else None
+    return BatchResult(table, key, lines)
 
 
 @functools.lru_cache(maxsize=8)
@@ -102,13 +114,17 @@ def _store(description: tuple[tuple[str, str], ...]) -> ArtifactStore:
     return store_from_description(dict(description))
 
 
-def run_leaf_batch(batch: LeafBatch) -> tuple[bytes, list[str]]:
+def run_leaf_batch(batch: LeafBatch) -> tuple[bytes, str | None, list[str]]:
     """Process side: validate the batch's specs in one call, run them, journal their
-    outcomes, and send the outcome table back as Arrow IPC, with the lines they logged."""
+    outcomes, and send the outcome table back as Arrow IPC (for a batch named by rows, only
+    the journal file's key), with the lines they logged."""
     cls = REGISTRY.get(batch.experiment)
     store = _store(tuple(sorted(batch.store.items())))
     run = RunContext(experiment_id=batch.experiment_id, store=store)
-    specs = cls.schema.spec_list.validate_json(batch.specs_json)
+    raw = batch.specs_json
+    if batch.rows:
+        raw = spec_rows_json(store, batch.specs_key, list(batch.rows))
+    specs = cls.schema.spec_list.validate_json(raw)
     lines: list[str] = []
     table = run_batch(
         cls,
@@ -120,12 +136,15 @@ def run_leaf_batch(batch: LeafBatch) -> tuple[bytes, list[str]]:
         log_sink=lines.append,
         first_attempt=batch.first_attempt,
     )
+    key = None
     if batch.journal:
         # Journaled here, not only by the node: if the engine loses track of the node (an
         # engine restart can), a resumed run still finds these leaves done.
         prefix = run.layout.journal_prefix(batch.node)
-        write_outcomes(store, prefix, batch.generation, table, by_leaves=True)
+        key = write_outcomes(store, prefix, batch.generation, table, by_leaves=True)
+    if batch.rows and key is not None:
+        return b"", key, lines
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return bytes(sink.getvalue()), lines
+    return bytes(sink.getvalue()), None, lines

@@ -3,7 +3,9 @@
 A node's input is its job (names, numbers and its strategies by value) and its output the store
 keys of its tables; specs and tables travel through the store. A leaf task's input is a batch
 of specs, typed per experiment so that Hatchet's dashboard shows them, and its output the
-leaves' outcomes: scalars inline, files and tables by key.
+leaves' outcomes: scalars inline, files and tables by key. A batch too large for that (many
+tiny leaves) names rows of its node's specs file instead, and its outcomes come back as the
+key of the journal file its process wrote (see ``spec_rows``).
 """
 
 from __future__ import annotations
@@ -56,12 +58,18 @@ class LeafTaskInput(BaseModel):
     """The run's generation (see NodeJob): the leaves journal their outcomes under it."""
     one_off: bool = False
     """A single-spec run: the leaf task itself writes final/ and the manifest."""
+    specs_key: str = ""
+    """With ``rows``: the node's specs file the batch's specs are read from."""
+    rows: list[tuple[int, int]] = []
+    """``[start, stop)`` runs of rows of ``specs_key``, for a batch whose specs are not inline."""
 
 
 class LeafTaskOutput(BaseModel):
     model_config = EXACT_JSON  # an output of inf must come back as inf, not as null
 
-    outcomes: list[LeafOutcome]
+    outcomes: list[LeafOutcome] = []
+    outcomes_key: str | None = None
+    """Where a batch named by rows left its outcome table (a journal file), instead of inline."""
 
 
 def leaf_input_model(cls: AnyExperiment) -> type[LeafTaskInput]:
@@ -69,7 +77,7 @@ def leaf_input_model(cls: AnyExperiment) -> type[LeafTaskInput]:
     model: type[LeafTaskInput] = create_model(
         f"{cls.schema.input_type.__name__}LeafInput",
         __base__=LeafTaskInput,
-        specs=(list[cls.schema.input_type], ...),  # type: ignore[name-defined]
+        specs=(list[cls.schema.input_type], []),  # type: ignore[name-defined]
     )
     return model
 

@@ -133,21 +133,25 @@ def _declare_leaf_task(
             generation=input.generation,
             journal=not input.one_off,
             specs_json=f"[{','.join(spec.model_dump_json() for spec in specs)}]",
+            specs_key=input.specs_key,
+            rows=tuple((start, stop) for start, stop in input.rows),
             retries=cls.retries,
             worker_name=_worker_name(ctx),
             first_attempt=ctx.retry_count * (cls.retries + 1) + 1,
             timeout_seconds=timeouts.execution.total_seconds(),
         )
-        table, lines = await run_leaves(batch)
-        for line in lines:
+        result = await run_leaves(batch)
+        for line in result.lines:
             ctx.log(line)
+        if result.table is None:
+            return LeafTaskOutput(outcomes_key=result.outcomes_key)
         if input.one_off:
             store = store_from_description(input.store)
             run = RunContext(experiment_id=input.experiment_id, store=store)
             await asyncio.to_thread(
-                _finish_one_off, cls, run, input.node, table, ctx.workflow_run_id
+                _finish_one_off, cls, run, input.node, result.table, ctx.workflow_run_id
             )
-        return LeafTaskOutput(outcomes=outcomes_of(cls.schema, table))
+        return LeafTaskOutput(outcomes=outcomes_of(cls.schema, result.table))
 
     leaf.__name__ = f"leaf_{cls.name}"
     return hatchet.task(
