@@ -87,8 +87,9 @@ def test_tiny_leaves_travel_as_row_ranges(
         f"{max(len(json.dumps(r.output)) for r in rows)} bytes"
     )
     assert sum(_carried(r) for r in rows) == n  # every spec in exactly one completed task
-    # Three nodes of 1,000: two probe leaves each, then the rest by rows, in few tasks.
-    assert by_rows and len(rows) <= 3 * 2 + 3 * 4, len(rows)
+    # Three nodes of 1,000: two probe leaves each, then batches sized from the probes' time
+    # (so their number varies); most specs go by rows, the probes and small tails inline.
+    assert sum(_carried(r) for r in by_rows) >= n // 2
     for r in by_rows:
         payload = r.input["input"]
         assert payload["specs"] == [] and payload["specs_key"].endswith(".pq")

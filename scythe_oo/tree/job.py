@@ -110,6 +110,7 @@ class Dispatcher(Protocol):
         ...
 
     async def run_leaves(self, job: NodeJob, specs: pa.Table, sink: OutcomeSink) -> pa.Table:
-        """Run the leaves of ``specs``; pass outcomes to ``sink`` as they arrive, and return
-        them all (an outcome table, one row per spec)."""
+        """Run the leaves of ``specs``; pass outcomes to ``sink`` (the node's journal) as they
+        arrive, unless the leaves journaled them themselves, and return them all (an outcome
+        table, one row per spec)."""
         ...

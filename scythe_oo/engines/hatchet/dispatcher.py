@@ -183,7 +183,9 @@ class HatchetDispatcher:
             key = self._child_key(job, f"{job.node}/{tag}-{first}-{count}")
             return self.leaf_task.create_bulk_run_item(payload, child_key=key)
 
-        async def run(chunk: Sequence[Batch], tag: str, level: int) -> list[pa.Table]:
+        async def run(
+            chunk: Sequence[Batch], tag: str, level: int, made_here: list[pa.Table]
+        ) -> list[pa.Table]:
             outputs = await self.leaf_task.aio_run_many(
                 [item(batch, tag) for batch in chunk], return_exceptions=True
             )
@@ -198,15 +200,21 @@ class HatchetDispatcher:
                 else:  # a whole batch gave out (timeout, lost worker): smaller ones tell whose
                     again.extend(_split(batch, SPLIT_WAYS))
             if lost:
-                tables.append(outcome_table(schema, lost))
+                made_here.append(outcome_table(schema, lost))
+                tables.append(made_here[-1])
             for part in _spawn_chunks(again):
-                tables.extend(await run(part, f"split{level}", level + 1))
+                tables.extend(await run(part, f"split{level}", level + 1, made_here))
             return tables
 
         async def one_chunk(chunk: Sequence[Batch]) -> pa.Table:
-            table = pa.concat_tables([empty_outcomes(schema), *await run(chunk, "leaves", 1)])
-            await sink(table)
-            return table
+            made_here: list[pa.Table] = []
+            tables = await run(chunk, "leaves", 1, made_here)
+            if made_here:
+                # The leaves journaled their own outcomes as they ended; what the journal
+                # lacks is only the failures made here, for tasks Hatchet gave up on. (Journaling
+                # everything again would also count each leaf twice in a run's progress.)
+                await sink(pa.concat_tables(made_here))
+            return pa.concat_tables([empty_outcomes(schema), *tables])
 
         gathered = await asyncio.gather(*(one_chunk(c) for c in _spawn_chunks(batches)))
         return pa.concat_tables([empty_outcomes(schema), *gathered])
