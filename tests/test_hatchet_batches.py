@@ -22,10 +22,10 @@ from scythe_oo import HatchetEngine, LocalStore, RecursionPolicy, S3Store
 from scythe_oo.engines.hatchet.dispatcher import INLINE_SPECS
 from tests.support.counting import CountedInput, Crashy
 from tests.support.counting import executions as counted
-from tests.support.hatchet import WorkerProcess
 from tests.support.hatchet_experiments import Probe, ProbeInput
 from tests.support.invariants import account_for_everything
 from tests.test_hatchet_engine import (
+    StartWorker,
     leaf_runs,
     namespace_task_runs,
     utc_now,
@@ -34,8 +34,6 @@ from tests.test_hatchet_engine import (
 )
 
 pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(300)]
-
-StartWorker = Callable[..., WorkerProcess]
 
 
 def _carried(run: Any) -> int:

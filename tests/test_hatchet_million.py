@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.hatchet import WorkerProcess
+from tests.test_hatchet_engine import StartWorker
 
 pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(1200)]
 
@@ -50,9 +49,7 @@ print(json.dumps({
 """
 
 
-def test_a_million_specs_from_a_generator(
-    start_worker: Callable[..., WorkerProcess], tmp_path: Path
-) -> None:
+def test_a_million_specs_from_a_generator(start_worker: StartWorker, tmp_path: Path) -> None:
     workers = [
         start_worker(f"million{i}", modules=("benchmarks.experiments",), slots="8")
         for i in range(2)

@@ -73,7 +73,7 @@ class LeafJournal:
             name = key.rsplit("/", 1)[-1]
             if not (name.startswith("g") and name.endswith((".pq", ".json", ".jsonl"))):
                 continue
-            table = _parse(self.schema, name, self.store.get_bytes(key))
+            table = read_batch(self.store, key, self.schema)
             parts.append(table)
             generations.append(np.full(table.num_rows, int(name[1:].split("-", 1)[0])))
         if not parts:
@@ -179,10 +179,11 @@ def settled_counts(store: ArtifactStore, prefix: str, generation: int) -> tuple[
     return marked_ok + good, marked_failed + len(keep) - good
 
 
-def _parse(schema: ExperimentSchema, name: str, body: bytes) -> pa.Table:
+def read_batch(store: ArtifactStore, key: str, schema: ExperimentSchema) -> pa.Table:
     """A batch file as an outcome table: Parquet, or JSON written before 0.2 (an array, or
-    one outcome per line)."""
-    if name.endswith(".pq"):
+    one outcome per line). A distributed leaf batch's outcomes are read back this way."""
+    body = store.get_bytes(key)
+    if key.endswith(".pq"):
         return conform(pq.read_table(pa.BufferReader(body)), outcome_schema(schema))
     if body.lstrip().startswith(b"["):
         return outcome_table(schema, OUTCOMES.validate_json(body))

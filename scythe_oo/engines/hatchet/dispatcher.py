@@ -29,11 +29,12 @@ from scythe_oo.engines.hatchet.payloads import (
 )
 from scythe_oo.engines.hatchet.spec_rows import row_runs
 from scythe_oo.leaf.outcome import LeafOutcome
-from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_schema, outcome_table
+from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
 from scythe_oo.runfolder.specs import spec_json
-from scythe_oo.runfolder.tables import conform, open_parquet, read_table
+from scythe_oo.runfolder.tables import open_parquet
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.job import NodeJob, NodeResult, OutcomeSink
+from scythe_oo.tree.journal import read_batch
 
 SPAWN_CHUNK = 250
 """Children per spawn call, at most. Inside a durable task the SDK sends one message per call,
@@ -232,8 +233,7 @@ class HatchetDispatcher:
         schema = self.cls.schema
         if parsed.outcomes_key is None:
             return outcome_table(schema, parsed.outcomes)
-        table = await asyncio.to_thread(read_table, self.store, parsed.outcomes_key)
-        return conform(table, outcome_schema(schema))
+        return await asyncio.to_thread(read_batch, self.store, parsed.outcomes_key, schema)
 
 
 Batch = Sequence[tuple[int, str]]

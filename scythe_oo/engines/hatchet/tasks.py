@@ -134,7 +134,7 @@ def _declare_leaf_task(
             journal=not input.one_off,
             specs_json=f"[{','.join(spec.model_dump_json() for spec in specs)}]",
             specs_key=input.specs_key,
-            rows=tuple((start, stop) for start, stop in input.rows),
+            rows=tuple(input.rows),
             retries=cls.retries,
             worker_name=_worker_name(ctx),
             first_attempt=ctx.retry_count * (cls.retries + 1) + 1,
