@@ -25,6 +25,15 @@ def _env_duration(name: str, default: str) -> dt.timedelta:
         raise ValueError(f"{name}={raw!r}: {exc}") from None
 
 
+def _env_processes(name: str) -> int | None:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw in ("", "auto"):
+        return None
+    if not raw.isdigit():
+        raise ValueError(f"{name}={raw!r}: give a number of processes (0 for none) or 'auto'")
+    return int(raw)
+
+
 def _env_seconds(name: str) -> float | None:
     raw = os.environ.get(name, "").strip()
     return None if not raw else _env_duration(name, raw).total_seconds()
@@ -55,12 +64,16 @@ class Settings:
     timeout_experiment_schedule: dt.timedelta
     timeout_experiment_execution: dt.timedelta
     journal_seconds: float
+    """SCYTHE_JOURNAL_SECONDS (default 5): at most this long between journal writes of a node,
+    which is how much finished work a crash can cost."""
     stall_seconds: float | None
     """SCYTHE_STALL_SECONDS: how long a distributed run may show no finished leaf before it is
     declared stalled (failed, for resume() to continue). Unset: the leaves' execution and
     schedule timeouts plus five minutes, the longest a healthy run can go quiet."""
-    """SCYTHE_JOURNAL_SECONDS (default 5): at most this long between journal writes of a node,
-    which is how much finished work a crash can cost."""
+    prepare_processes: int | None = None
+    """SCYTHE_PREPARE_PROCESSES (default auto: one per CPU, at most 4, none on one CPU): how
+    many forked helpers check and encode specs during allocate; 0 does it all in the caller's
+    process."""
 
     def leaf_timeouts(self, timeouts: Timeouts) -> LeafTimeouts:
         """An experiment's timeouts with every unset part filled in from these settings."""
@@ -88,4 +101,5 @@ class Settings:
             ),
             journal_seconds=float(os.environ.get("SCYTHE_JOURNAL_SECONDS", "5")),
             stall_seconds=_env_seconds("SCYTHE_STALL_SECONDS"),
+            prepare_processes=_env_processes("SCYTHE_PREPARE_PROCESSES"),
         )

@@ -228,7 +228,9 @@ def _validated_output(cls: AnyExperiment, raw: Any, sort_index: int) -> Any:
             f"{cls.name}.run returned None for spec #{sort_index}; return a {output_type.__name__}."
         )
     try:
-        return output_type.model_validate(raw)
+        # The validator itself: model_validate wraps the same call in 1.4 us of Python, a
+        # tenth of what the framework spends on a tiny leaf.
+        return output_type.__pydantic_validator__.validate_python(raw)
     except ValidationError as exc:
         raise _output_error(cls, exc, sort_index) from None
 

@@ -1,0 +1,176 @@
+"""Specs checked by forked helpers must come out exactly as when checked in one process.
+
+allocate hands groups of specs to a pool of forked helpers on Linux when there are at least two
+groups. Whatever the specs hold (bad values, specs of another experiment, objects that are not
+specs, values that cannot be stored), the helpers' outcome must be the one-process outcome:
+the same encoded rows in the same order, or the same error listing the same problems.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+from pydantic import Field, field_validator
+
+from scythe_oo import (
+    Experiment,
+    ExperimentInputSpec,
+    ExperimentOutputSpec,
+    LeafContext,
+    LocalEngine,
+    LocalStore,
+)
+from scythe_oo.definition.errors import SpecValidationError
+from scythe_oo.driver.prepare import prepare_specs
+from scythe_oo.driver.sources import spec_chunks
+from scythe_oo.runfolder.tables import read_table
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="helpers fork, which only Linux does safely"
+)
+
+PARENT = os.getpid()
+
+
+class CheckedInput(ExperimentInputSpec):
+    a: float = Field(ge=0)
+    b: int
+    label: str = "x"
+
+    @field_validator("b")
+    @classmethod
+    def _trap(cls, value: int) -> int:
+        if value == -7:
+            raise KeyError("b is -7")  # not a validation error: it escapes validation
+        if value == -13 and os.getpid() != PARENT:
+            os._exit(3)  # a helper that dies under a spec
+        return value
+
+
+class CheckedOutput(ExperimentOutputSpec):
+    total: float
+
+
+class Checked(Experiment[CheckedInput, CheckedOutput]):
+    name = "checked_in_helpers"
+
+    def run(self, spec: CheckedInput, ctx: LeafContext) -> CheckedOutput:
+        return CheckedOutput(total=spec.a + spec.b)
+
+
+class OtherInput(ExperimentInputSpec):
+    a: float
+
+
+good = st.builds(
+    CheckedInput,
+    a=st.floats(min_value=0, max_value=1e6, allow_nan=False),
+    b=st.integers(min_value=0, max_value=10**6),
+    label=st.text(max_size=5),
+)
+bad = st.one_of(
+    st.fixed_dictionaries({"a": st.floats(max_value=-0.5), "b": st.integers(0, 9)}),
+    st.fixed_dictionaries({"a": st.just(1.0), "b": st.text(min_size=1, max_size=3)}),
+    st.fixed_dictionaries({"a": st.just(1.0), "b": st.just(1), "extra": st.just(2)}),
+    st.builds(OtherInput, a=st.floats(0, 1)),
+    st.just(3.5),  # not a spec at all
+    st.just({"a": 1.0, "b": 2, "label": "\ud800"}),  # valid, but not storable as UTF-8
+)
+
+
+def prepared(specs: list[Any], processes: int, staging: Path) -> pa.Table | str:
+    """The encoded specs (as specs.pq will hold them), or the error's text."""
+    try:
+        result = prepare_specs(
+            Checked,
+            spec_chunks(Checked, specs, rows=3),
+            staging,
+            processes=processes,
+            group_rows=5,
+        )
+    except SpecValidationError as exc:
+        return str(exc)
+    store = LocalStore(root=staging / "store")
+    result.spool.write(store, "specs.pq", "e/v1.0.0/x", "r", {})
+    return read_table(store, "specs.pq")
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    specs=st.lists(st.one_of(good, good, good, bad), min_size=1, max_size=40),
+)
+@example(  # a validation problem in one group, then a value no file can hold in a later one
+    specs=[
+        {"a": -1.0, "b": 0},
+        *({"a": 1.0, "b": i} for i in range(9)),
+        {"a": 1.0, "b": 1, "label": "\ud800"},
+    ]
+)
+def test_helpers_find_what_one_process_finds(specs: list[Any], tmp_path: Path) -> None:
+    one = prepared(specs, 0, tmp_path / f"one-{len(specs)}-{id(specs)}")
+    helped = prepared(specs, 2, tmp_path / f"two-{len(specs)}-{id(specs)}")
+    if isinstance(one, str):
+        assert helped == one
+    else:
+        assert isinstance(helped, pa.Table)
+        assert helped.equals(one)
+        assert helped.num_rows == len(specs)
+
+
+def test_an_exception_from_a_validator_escapes_as_it_would_in_one_process(
+    tmp_path: Path,
+) -> None:
+    specs = [CheckedInput(a=1.0, b=i) for i in range(20)]
+    specs[12] = {"a": 1.0, "b": -7}  # type: ignore[call-overload]
+    for processes in (0, 2):
+        with pytest.raises(KeyError, match="b is -7"):
+            prepare_specs(
+                Checked,
+                spec_chunks(Checked, specs, rows=3),
+                tmp_path / str(processes),
+                processes=processes,
+                group_rows=5,
+            )
+
+
+def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
+    specs: list[Any] = [{"a": 1.0, "b": i} for i in range(30)]
+    specs[17] = {"a": 1.0, "b": -13}  # in the group of specs 12 to 17 (two chunks of three)
+    with pytest.raises(RuntimeError, match=r"helper process checking specs from #12 on died"):
+        prepare_specs(
+            Checked, spec_chunks(Checked, specs, rows=3), tmp_path, processes=2, group_rows=5
+        )
+
+
+def test_allocate_with_helpers_writes_the_same_specs_and_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n = 40_000  # three groups of GROUP_ROWS: the helpers start
+    tables = {}
+    for processes in ("0", "2"):
+        monkeypatch.setenv("SCYTHE_PREPARE_PROCESSES", processes)
+        store = LocalStore(root=tmp_path / processes)
+        run = Checked.allocate(
+            (CheckedInput(a=i / 3, b=i, label=f"s{i % 7}") for i in range(n)),
+            store=store,
+            engine=LocalEngine(max_workers=2),
+        )
+        run.wait(timeout=300, progress=False)
+        assert run.status == "completed"
+        specs = read_table(store, run.layout.specs).select(["sort_index", "a", "b", "label"])
+        tables[processes] = (specs, run.results.scalars())
+    (specs0, scalars0), (specs2, scalars2) = tables["0"], tables["2"]
+    assert specs2.num_rows == n
+    assert specs2.equals(specs0)
+    assert scalars2["total"].tolist() == scalars0["total"].tolist()
+    assert math.isclose(scalars2["total"].sum(), sum(i / 3 + i for i in range(n)))
