@@ -29,7 +29,7 @@ from scythe_oo import (
     LocalStore,
 )
 from scythe_oo.definition.errors import SpecValidationError
-from scythe_oo.driver.prepare import prepare_specs
+from scythe_oo.driver.prepare import GROUP_ROWS, HELPERS_AFTER, prepare_specs
 from scythe_oo.driver.sources import spec_chunks
 from scythe_oo.runfolder.tables import read_table
 
@@ -95,6 +95,7 @@ def prepared(specs: list[Any], processes: int, staging: Path) -> pa.Table | str:
             staging,
             processes=processes,
             group_rows=5,
+            helpers_after=1,
         )
     except SpecValidationError as exc:
         return str(exc)
@@ -108,6 +109,14 @@ def prepared(specs: list[Any], processes: int, staging: Path) -> pa.Table | str:
 )
 @given(
     specs=st.lists(st.one_of(good, good, good, bad), min_size=1, max_size=40),
+)
+@example(  # in a helper's group, a bad value; in the next helper's, a value no file can hold
+    specs=[
+        *({"a": 1.0, "b": i} for i in range(7)),
+        {"a": -1.0, "b": 0},
+        *({"a": 1.0, "b": i} for i in range(6)),
+        {"a": 1.0, "b": 1, "label": "\ud800"},
+    ]
 )
 @example(  # a validation problem in one group, then a value no file can hold in a later one
     specs=[
@@ -140,6 +149,7 @@ def test_an_exception_from_a_validator_escapes_as_it_would_in_one_process(
                 tmp_path / str(processes),
                 processes=processes,
                 group_rows=5,
+                helpers_after=1,
             )
 
 
@@ -148,29 +158,33 @@ def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
     specs[17] = {"a": 1.0, "b": -13}  # in the group of specs 12 to 17 (two chunks of three)
     with pytest.raises(RuntimeError, match=r"helper process checking specs from #12 on died"):
         prepare_specs(
-            Checked, spec_chunks(Checked, specs, rows=3), tmp_path, processes=2, group_rows=5
+            Checked,
+            spec_chunks(Checked, specs, rows=3),
+            tmp_path,
+            processes=2,
+            group_rows=5,
+            helpers_after=1,
         )
 
 
-def test_allocate_with_helpers_writes_the_same_specs_and_results(
+def test_allocate_with_helpers_writes_every_spec_in_order(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    n = 40_000  # three groups of GROUP_ROWS: the helpers start
-    tables = {}
-    for processes in ("0", "2"):
-        monkeypatch.setenv("SCYTHE_PREPARE_PROCESSES", processes)
-        store = LocalStore(root=tmp_path / processes)
-        run = Checked.allocate(
-            (CheckedInput(a=i / 3, b=i, label=f"s{i % 7}") for i in range(n)),
-            store=store,
-            engine=LocalEngine(max_workers=2),
-        )
-        run.wait(timeout=300, progress=False)
-        assert run.status == "completed"
-        specs = read_table(store, run.layout.specs).select(["sort_index", "a", "b", "label"])
-        tables[processes] = (specs, run.results.scalars())
-    (specs0, scalars0), (specs2, scalars2) = tables["0"], tables["2"]
-    assert specs2.num_rows == n
-    assert specs2.equals(specs0)
-    assert scalars2["total"].tolist() == scalars0["total"].tolist()
-    assert math.isclose(scalars2["total"].sum(), sum(i / 3 + i for i in range(n)))
+    n = (HELPERS_AFTER + 1) * GROUP_ROWS + 123  # the last groups go to the helpers
+    monkeypatch.setenv("SCYTHE_PREPARE_PROCESSES", "2")
+    store = LocalStore(root=tmp_path)
+    run = Checked.allocate(
+        (CheckedInput(a=i / 3, b=i, label=f"s{i % 7}") for i in range(n)),
+        store=store,
+        engine=LocalEngine(max_workers=2),
+    )
+    run.wait(timeout=300, progress=False)
+    assert run.status == "completed"
+    specs = read_table(store, run.layout.specs)
+    assert specs.column("sort_index").to_pylist() == list(range(n))
+    assert specs.column("b").to_pylist() == list(range(n))
+    assert specs.column("a").to_pylist() == [i / 3 for i in range(n)]
+    assert specs.column("label").to_pylist() == [f"s{i % 7}" for i in range(n)]
+    scalars = run.results.scalars()
+    assert len(scalars) == n
+    assert math.isclose(scalars["total"].sum(), sum(i / 3 + i for i in range(n)))
