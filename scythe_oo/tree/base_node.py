@@ -25,7 +25,7 @@ from scythe_oo.runfolder.tables import open_parquet, read_table
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.collector import NodeTables
 from scythe_oo.tree.gcpause import paused_gc
-from scythe_oo.tree.job import Dispatcher, NodeJob, NodeResult
+from scythe_oo.tree.job import ROW_COLUMN, Dispatcher, NodeJob, NodeResult
 from scythe_oo.tree.journal import LeafJournal
 from scythe_oo.tree.node_tables import write_node
 from scythe_oo.tree.window_tables import WindowTables
@@ -51,7 +51,7 @@ async def run_base_node(
     if n_specs <= WINDOW_ROWS:
         specs = await asyncio.to_thread(read_table, store, job.specs_key())
         pinned = await _pinned(store, job, dispatcher, specs.column("sort_index"), settled)
-        outcomes = await _run_window(job, specs, settled, pinned, journal, dispatcher)
+        outcomes = await _run_window(job, specs, 0, settled, pinned, journal, dispatcher)
         await _settle_journal(journal, _any_failed(outcomes))
         tables = await asyncio.to_thread(_tables, cls, job, specs, outcomes, store)
         return await asyncio.to_thread(write_node, store, job, tables, True)
@@ -64,6 +64,7 @@ async def run_base_node(
         written = WindowTables(store, job)
         writing: asyncio.Task[None] | None = None
         failed = False
+        offset = 0
         try:
             for number in itertools.count():
                 # Not read ahead: a third window per node; with it the 10^7 run peaked at 1.1 GiB.
@@ -71,7 +72,10 @@ async def run_base_node(
                 if batch is None:
                     break
                 specs = pa.Table.from_batches([batch])
-                outcomes = await _run_window(job, specs, settled, pinned, journal, dispatcher)
+                outcomes = await _run_window(
+                    job, specs, offset, settled, pinned, journal, dispatcher
+                )
+                offset += specs.num_rows
                 failed = failed or _any_failed(outcomes)
                 if writing is not None:  # one window's tables at a time wait to be written
                     await writing
@@ -118,14 +122,20 @@ async def _pinned(
 async def _run_window(
     job: NodeJob,
     specs: pa.Table,
+    offset: int,
     settled: pa.Table,
     pinned: pa.Array | None,
     journal: LeafJournal,
     dispatcher: Dispatcher,
 ) -> pa.Table:
     """Every outcome of the window's specs, one row each: from the journal where it holds
-    one and this execution did not pin it, else from running the leaf (journaled as it ends)."""
-    keep, pending = await asyncio.to_thread(_split_window, specs, settled, pinned)
+    one and this execution did not pin it, else from running the leaf (journaled as it ends).
+    The window starts at row ``offset`` of the node's specs file; the leaves to run carry
+    their row numbers (``ROW_COLUMN``), so that a dispatcher can name them without reading
+    the file again."""
+    rows = pa.array(range(offset, offset + specs.num_rows), type=pa.int64())
+    numbered = specs.append_column(ROW_COLUMN, rows)
+    keep, pending = await asyncio.to_thread(_split_window, numbered, settled, pinned)
     parts = [keep]
     if pending.num_rows:
 

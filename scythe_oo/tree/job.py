@@ -83,6 +83,10 @@ class NodeResult:
 
 
 OutcomeSink = Callable[[pa.Table], Awaitable[None]]
+
+ROW_COLUMN = "__row__"
+"""Column of the specs a base node hands to ``run_leaves``: each spec's row in the node's
+specs file (a window's leaves are only part of it, and a resumed node skips some)."""
 """Told each batch of outcomes (an outcome table) as it arrives."""
 
 
@@ -110,7 +114,8 @@ class Dispatcher(Protocol):
         ...
 
     async def run_leaves(self, job: NodeJob, specs: pa.Table, sink: OutcomeSink) -> pa.Table:
-        """Run the leaves of ``specs``; pass outcomes to ``sink`` (the node's journal) as they
+        """Run the leaves of ``specs`` (the node's specs file's columns, and ``ROW_COLUMN``:
+        each spec's row in that file); pass outcomes to ``sink`` (the node's journal) as they
         arrive, unless the leaves journaled them themselves, and return them all (an outcome
         table, one row per spec)."""
         ...

@@ -31,9 +31,8 @@ from scythe_oo.engines.hatchet.spec_rows import row_runs
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
 from scythe_oo.runfolder.specs import spec_json
-from scythe_oo.runfolder.tables import open_parquet
 from scythe_oo.storage.base import ArtifactStore
-from scythe_oo.tree.job import NodeJob, NodeResult, OutcomeSink
+from scythe_oo.tree.job import ROW_COLUMN, NodeJob, NodeResult, OutcomeSink
 from scythe_oo.tree.journal import read_batch
 
 SPAWN_CHUNK = 250
@@ -96,7 +95,6 @@ class HatchetDispatcher:
         self.node_task = node_task
         self.leaf_task = leaf_task
         self.leaf_input = leaf_input
-        self._node_indexes: dict[str, np.ndarray] = {}
 
     def admission(self) -> contextlib.AbstractAsyncContextManager[Any]:
         return contextlib.nullcontext()  # each node is its own task; workers bound them
@@ -134,7 +132,14 @@ class HatchetDispatcher:
         instead of one per leaf, and the last batches even out the workers' finishing times.
         Batch sizes follow from the probes' recorded times, so a retried node computes the
         same batches and re-attaches to them."""
-        pending = list(zip(specs.column("sort_index").to_pylist(), spec_json(specs), strict=True))
+        pending = list(
+            zip(
+                specs.column("sort_index").to_pylist(),
+                spec_json(specs),
+                specs.column(ROW_COLUMN).to_pylist(),
+                strict=True,
+            )
+        )
         probes, rest = pending[:PROBE_LEAVES], pending[PROBE_LEAVES:]
         outcomes = await self._dispatch(job, [[p] for p in probes], sink)
         batches, start = [], 0
@@ -160,20 +165,16 @@ class HatchetDispatcher:
     async def _dispatch(
         self, job: NodeJob, batches: Sequence[Batch], sink: OutcomeSink
     ) -> pa.Table:
-        node_index = None
-        if not all(_inline(batch) for batch in batches):
-            node_index = await self._node_index(job)
         schema = self.cls.schema
 
         def item(batch: Batch, tag: str) -> Any:
             first, count = batch[0][0], len(batch)
             fields: dict[str, Any] = {}
             if _inline(batch):
-                fields["specs"] = [json.loads(raw) for _, raw in batch]
+                fields["specs"] = [json.loads(raw) for _, raw, _ in batch]
             else:
-                assert node_index is not None
                 fields["specs_key"] = job.specs_key()
-                fields["rows"] = row_runs(_rows_of(node_index, [index for index, _ in batch]))
+                fields["rows"] = row_runs(np.fromiter((row for _, _, row in batch), np.int64))
             payload = self.leaf_input(
                 experiment_id=job.experiment_id,
                 store=self.store_description,
@@ -220,13 +221,6 @@ class HatchetDispatcher:
         gathered = await asyncio.gather(*(one_chunk(c) for c in _spawn_chunks(batches)))
         return pa.concat_tables([empty_outcomes(schema), *gathered])
 
-    async def _node_index(self, job: NodeJob) -> np.ndarray:
-        """The sort_index of each row of the node's specs file (read once per node task)."""
-        key = job.specs_key()
-        if key not in self._node_indexes:
-            self._node_indexes[key] = await asyncio.to_thread(_sort_index, self.store, key)
-        return self._node_indexes[key]
-
     async def _outcomes(self, output: Any) -> pa.Table:
         """A leaf task's outcomes as a table: inline, or read from the journal file it names."""
         parsed = as_leaf_output(output)
@@ -236,16 +230,16 @@ class HatchetDispatcher:
         return await asyncio.to_thread(read_batch, self.store, parsed.outcomes_key, schema)
 
 
-Batch = Sequence[tuple[int, str]]
-"""A leaf batch: (sort_index, spec JSON) of each of its specs."""
+Batch = Sequence[tuple[int, str, int]]
+"""A leaf batch: (sort_index, spec JSON, row in the node's specs file) of each of its specs."""
 
 
 def _inline(batch: Batch) -> bool:
-    return len(batch) <= INLINE_SPECS and sum(len(raw) for _, raw in batch) <= PAYLOAD_BUDGET
+    return len(batch) <= INLINE_SPECS and sum(len(raw) for _, raw, _ in batch) <= PAYLOAD_BUDGET
 
 
 def _payload_bytes(batch: Batch) -> int:
-    return sum(len(raw) for _, raw in batch) if _inline(batch) else 256
+    return sum(len(raw) for _, raw, _ in batch) if _inline(batch) else 256
 
 
 def _spawn_chunks(batches: Sequence[Batch]) -> list[list[Batch]]:
@@ -265,21 +259,6 @@ def _spawn_chunks(batches: Sequence[Batch]) -> list[list[Batch]]:
 def _split(batch: Batch, ways: int) -> list[Batch]:
     step = math.ceil(len(batch) / ways)
     return [batch[i : i + step] for i in range(0, len(batch), step)]
-
-
-def _sort_index(store: ArtifactStore, key: str) -> np.ndarray:
-    with open_parquet(store, key) as parquet:
-        column = parquet.read(columns=["sort_index"]).column("sort_index")
-    return np.asarray(column.to_numpy(), dtype=np.int64)
-
-
-def _rows_of(node_index: np.ndarray, wanted: Sequence[int]) -> np.ndarray:
-    """Row numbers of ``wanted`` sort_index values in a node's specs file (sorted by them)."""
-    targets = np.asarray(wanted, dtype=np.int64)
-    found = np.searchsorted(node_index, targets)
-    if len(targets) and (found.max() >= len(node_index) or (node_index[found] != targets).any()):
-        raise ValueError("a node's specs file lacks specs the node was asked to run")
-    return found
 
 
 def guided_sizes(n: int, size: int, smallest: int) -> list[int]:
