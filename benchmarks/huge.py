@@ -3,6 +3,7 @@
     .venv/bin/python -m benchmarks.huge                          # 10^7 specs, LocalEngine(2)
     .venv/bin/python -m benchmarks.huge --n 100000 1000000       # smaller baselines
     .venv/bin/python -m benchmarks.huge --engine hatchet --n 1000000   # HatchetEngine's scatter
+    .venv/bin/python -m benchmarks.huge --engine hatchet --s3 --n 1000000   # ... on S3 (moto)
     .venv/bin/python -m benchmarks.huge --quick                  # 10^4 specs, seconds
 
 ``BenchTen.allocate(generator)`` (the common no-op leaf: 10 float inputs, 10 float outputs),
@@ -20,6 +21,7 @@ With ``--engine hatchet`` the run goes through a running ``scripts/hatchet-local
 from __future__ import annotations
 
 import argparse
+import contextlib
 import tempfile
 import time
 from pathlib import Path
@@ -33,9 +35,18 @@ GOAL_MIB = 1024
 RESULTS = Path(__file__).resolve().parent / "results" / "huge.json"
 
 
-def measure(n: int, engine: str, n_workers: int, cap_s: float, rss_cap: int, env: Any) -> Report:
+def measure(
+    n: int,
+    engine: str,
+    n_workers: int,
+    cap_s: float,
+    rss_cap: int,
+    env: Any,
+    bucket: str | None = None,
+) -> Report:
     contender = "scythe_oo" if engine == "local" else "scythe_oo_hatchet"
     args = ["--contender", contender, "--n", str(n), "--workers", str(n_workers)]
+    args += ["--bucket", bucket] if bucket else []
     return harness.run_child("benchmarks.contenders", args, timeout=cap_s, rss_cap=rss_cap, env=env)
 
 
@@ -62,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=["local", "hatchet"], default="local")
     parser.add_argument("--workers", type=int, default=2, help="pool or Hatchet worker processes")
     parser.add_argument("--slots", type=int, default=8, help="slots per Hatchet worker")
+    parser.add_argument("--s3", action="store_true", help="hatchet: an S3Store on a moto server")
     common_default = harness.RSS_CAP / 2**30
     parser.add_argument("--rss-cap-gib", type=float, default=common_default, help="stop above")
     harness.common_arguments(parser, cap_s=3 * 3600, results=RESULTS, repeats="1")
@@ -72,11 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     reports: dict[int, list[Report]] = {n: [] for n in sizes}
 
-    def sweep(env: dict[str, str] | None) -> None:
+    def sweep(env: dict[str, str] | None, s3: Any = None) -> None:
         for _ in range(args.repeats or 1):
             for n in sizes:
                 print(f"{n:,} specs on {args.engine} ...", flush=True)
-                report = measure(n, args.engine, args.workers, args.cap_s, rss_cap, env)
+                bucket = None if s3 is None else s3.bucket()
+                report = measure(n, args.engine, args.workers, args.cap_s, rss_cap, env, bucket)
                 reports[n].append(report)
                 print(f"    {describe(report)}", flush=True)
 
@@ -89,8 +102,20 @@ def main(argv: list[str] | None = None) -> int:
         env = {**client, "HATCHET_CLIENT_NAMESPACE": harness.new_namespace()}
         command, settings = harness.scythe_worker(args.slots)
         logs = Path(tempfile.mkdtemp(prefix="scythe-bench-huge-"))
-        with harness.workers([command] * args.workers, {**env, **settings}, logs):
-            sweep(env)
+        with contextlib.ExitStack() as stack:
+            s3 = None
+            if args.s3:
+                from benchmarks.hatchet_compare import S3  # its moto server and buckets
+
+                s3 = S3(logs)
+                s3.server.start()
+                stack.callback(s3.server.stop)
+                stack.enter_context(harness.environment(s3.env))  # for creating buckets here
+                env.update(s3.env)
+            stack.enter_context(
+                harness.workers([command] * args.workers, {**env, **settings}, logs)
+            )
+            sweep(env, s3)
 
     header = ["specs", "wall", "allocate", "us/spec", "driver peak RSS", f"< {GOAL_MIB} MiB"]
     lines = []
@@ -100,11 +125,13 @@ def main(argv: list[str] | None = None) -> int:
     harness.publish(
         args.json,
         "huge",
-        f"allocate(generator) -> wait(), {args.engine} engine, {args.workers} workers",
+        f"allocate(generator) -> wait(), {args.engine} engine{', S3 (moto)' if args.s3 else ''}, "
+        f"{args.workers} workers",
         (header, lines),
         [],
         {
             "engine": args.engine,
+            "s3": args.s3,
             "workers": args.workers,
             "rss_cap_mib": rss_cap / 2**20,
             "elapsed_s": round(time.perf_counter() - started, 1),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -156,7 +157,7 @@ def test_an_exception_from_a_validator_escapes_as_it_would_in_one_process(
 def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
     specs: list[Any] = [{"a": 1.0, "b": i} for i in range(30)]
     specs[17] = {"a": 1.0, "b": -13}  # in the group of specs 12 to 17 (two chunks of three)
-    with pytest.raises(RuntimeError, match=r"helper process checking specs from #12 on died"):
+    with pytest.raises(RuntimeError, match=r"helper process died while checking") as caught:
         prepare_specs(
             Checked,
             spec_chunks(Checked, specs, rows=3),
@@ -165,6 +166,13 @@ def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
             group_rows=5,
             helpers_after=1,
         )
+    # The groups in flight when it died, which include the culprit's (the pool cannot tell
+    # which of them it was); the first group was checked here, before the helpers started.
+    found = re.search(r"specs #(\d+) to #(\d+)", str(caught.value))
+    assert found is not None
+    first, last = int(found.group(1)), int(found.group(2))
+    assert 6 <= first <= 12 and 17 <= last <= 29
+    assert "nothing was written" in str(caught.value)
 
 
 def test_allocate_with_helpers_writes_every_spec_in_order(

@@ -120,13 +120,15 @@ _CHECKS: dict[str, ChunkCheck] = {}
 """The check of each pool being forked: what its helpers inherit instead of unpickling it."""
 
 
-def _check_in_helper(token: str, payload: bytes, first: int) -> Checked:
-    check = _CHECKS[token]
-    group: Group = pickle.loads(payload)
+def _checked(check: ChunkCheck, group: Group, first: int) -> Checked:
     checked, stored = Problems(check.cls), Problems(check.cls)
     tables: list[pa.Table] = []
     check(group, first, checked, stored, tables.append)
     return Checked(tables, Found.of(checked), Found.of(stored))
+
+
+def _check_in_helper(token: str, payload: bytes, first: int) -> Checked:
+    return _checked(_CHECKS[token], pickle.loads(payload), first)
 
 
 class HelperPool:
@@ -141,6 +143,8 @@ class HelperPool:
         self._pending: collections.deque[tuple[int, concurrent.futures.Future[Checked]]] = (
             collections.deque()
         )
+        self._submitted_to = 0
+        """One past the last spec handed out."""
         _CHECKS[self._token] = check
         self._executor = concurrent.futures.ProcessPoolExecutor(
             max_workers=self.processes, mp_context=multiprocessing.get_context("fork")
@@ -154,31 +158,36 @@ class HelperPool:
         del _CHECKS[self._token]
 
     def submit(self, group: Group, first: int) -> None:
-        """Hand ``group`` to a helper; while twice as many groups as helpers wait, wait for
-        the oldest first (so that no more than that many groups are held at once)."""
+        """Hand ``group`` to a helper, or check it here when it cannot travel."""
         payload = self._payload(group)
         future: concurrent.futures.Future[Checked]
         if payload is None:
             future = concurrent.futures.Future()
-            future.set_result(self._here(group, first))
+            future.set_result(_checked(self.check, group, first))
         else:
             future = self._executor.submit(_check_in_helper, self._token, payload, first)
         self._pending.append((first, future))
+        self._submitted_to = first + sum(len(chunk) for chunk in group)
 
     def full(self) -> bool:
         return len(self._pending) >= 2 * self.processes
 
     def results(self, *, wait: bool) -> Iterator[Checked]:
-        """The groups' outcomes in order: those ready now, or (``wait``) every one."""
+        """The groups' outcomes in order: those ready now (and, while twice as many groups as
+        helpers are pending, the oldest, waited for: no more are held at once), or (``wait``)
+        every one."""
         while self._pending and (wait or self._pending[0][1].done() or self.full()):
             first, future = self._pending.popleft()
             try:
                 yield future.result()
             except BrokenProcessPool:
+                # Every group in flight fails with the pool: the one that killed it is among
+                # them, but the pool cannot say which.
                 raise RuntimeError(
-                    f"{self.check.cls.name}.allocate: a helper process checking specs from "
-                    f"#{first} on died; nothing was written. If memory is short, set "
-                    "SCYTHE_PREPARE_PROCESSES=0 to check specs in this process alone."
+                    f"{self.check.cls.name}.allocate: a helper process died while checking "
+                    f"specs #{first} to #{self._submitted_to - 1}; nothing was written. If "
+                    "memory is short, set SCYTHE_PREPARE_PROCESSES=0 to check specs in this "
+                    "process alone."
                 ) from None
 
     def _payload(self, group: Group) -> bytes | None:
@@ -193,9 +202,3 @@ class HelperPool:
             return pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:
             return None
-
-    def _here(self, group: Group, first: int) -> Checked:
-        checked, stored = Problems(self.check.cls), Problems(self.check.cls)
-        tables: list[pa.Table] = []
-        self.check(group, first, checked, stored, tables.append)
-        return Checked(tables, Found.of(checked), Found.of(stored))

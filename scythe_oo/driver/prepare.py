@@ -5,7 +5,7 @@ features checked, and the whole chunk encoded exactly as specs.pq will hold it, 
 value Parquet or JSON cannot store is found now. One SpecValidationError names every problem
 (position and field) and nothing is written; otherwise the encoded specs wait in a local spool
 for the run folder. On a machine with cores to spare, forked helpers do the checking while
-the caller's generator builds the next specs (``forked_checks``).
+the caller's generator builds the next specs (``checking``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ HELPERS_AFTER = 8
 """Groups checked in the caller's process before helpers start. Starting them costs the caller
 more than it saves on a sweep of 10^5 specs (forking a process of a few hundred MiB, then
 copying each page it writes), and pays from a few times that: at 10^6 generator specs on 2
-cores, checking took 17.6 s instead of 24.4 s."""
+vCPUs, checking took 21.6 s instead of 25.3 s (``benchmarks/prepare.py``)."""
 
 MAX_HELPERS = 4
 """Helpers by default, however many CPUs: beyond a few, the caller's generator is the limit."""
