@@ -41,6 +41,11 @@ Group = list[list[Any]]
 Add = Callable[[pa.Table], None]
 
 
+def group_size(group: Group) -> int:
+    """How many specs ``group`` holds."""
+    return sum(len(chunk) for chunk in group)
+
+
 @attrs.frozen
 class ChunkCheck:
     """Checks a group of chunks: validation problems go to ``checked``, encoding problems to
@@ -167,7 +172,7 @@ class HelperPool:
         else:
             future = self._executor.submit(_check_in_helper, self._token, payload, first)
         self._pending.append((first, future))
-        self._submitted_to = first + sum(len(chunk) for chunk in group)
+        self._submitted_to = first + group_size(group)
 
     def full(self) -> bool:
         return len(self._pending) >= 2 * self.processes

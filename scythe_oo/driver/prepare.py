@@ -22,7 +22,7 @@ import attrs
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.settings import Settings
-from scythe_oo.driver.checking import ChunkCheck, Group, HelperPool
+from scythe_oo.driver.checking import ChunkCheck, Group, HelperPool, group_size
 from scythe_oo.driver.input_files import LocalFiles
 from scythe_oo.driver.spool import SpecSpool
 from scythe_oo.driver.validate import Features, Problems
@@ -77,7 +77,7 @@ def prepare_specs(
     position = 0
     for first, group in itertools.islice(groups, helpers_after if helpers else None):
         check(group, first, problems, problems, spool.add)
-        position = first + _rows(group)
+        position = first + group_size(group)
     rest = next(groups, None) if helpers else None
     if rest is not None:
         pending = itertools.chain([rest], groups)
@@ -85,7 +85,7 @@ def prepare_specs(
         with HelperPool(check, helpers) as pool:
             for first, group in pending:
                 pool.submit(group, first)
-                position = first + _rows(group)
+                position = first + group_size(group)
                 del group  # it travels pickled: hold one group of objects, not several
                 for result in pool.results(wait=False):
                     result.merge(problems, spool.add)
@@ -120,16 +120,12 @@ def _groups(chunks: Iterable[list[Any]], rows: int) -> Iterator[tuple[int, Group
     """Consecutive chunks gathered into groups of at least ``rows`` specs, with the position
     of each group's first spec."""
     group: Group = []
-    first = 0
+    first = size = 0
     for chunk in chunks:
         group.append(chunk)
-        if _rows(group) >= rows:
+        size += len(chunk)
+        if size >= rows:
             yield first, group
-            first += _rows(group)
-            group = []
+            first, group, size = first + size, [], 0
     if group:
         yield first, group
-
-
-def _rows(group: Group) -> int:
-    return sum(len(chunk) for chunk in group)
