@@ -7,11 +7,14 @@ from __future__ import annotations
 import dataclasses
 import pickle
 import random
+import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from scythe_oo import ArtifactStore, ExperimentInputSpec, ExperimentOutputSpec, LocalStore, SemVer
 from scythe_oo.definition.errors import ArtifactNotFoundError
@@ -21,7 +24,13 @@ from scythe_oo.leaf.outcome_table import outcome_table, outcomes_of
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.runfolder.tables import open_parquet, read_table, write_table
 from scythe_oo.tree.gather import copy_parquet, merge_sorted
-from scythe_oo.tree.journal import LEAF_MARK, LeafJournal, settled_counts
+from scythe_oo.tree.journal import (
+    LEAF_MARK,
+    LeafJournal,
+    journal_activity,
+    settled_counts,
+    write_outcomes,
+)
 from scythe_oo.tree.scatter import child_sizes, count_rows, split_grid_stride
 
 
@@ -323,6 +332,43 @@ def test_batches_leaves_wrote_are_counted_from_their_names(tmp_path: Path) -> No
     node_written = journal(store, generation=2, max_seconds=0.0)
     node_written.record(outcomes(outcome(10, 0.0), outcome(10, 0.0, ok=False), outcome(11, 0.0)))
     assert settled_counts(store, prefix, 2) == (8 + 1, 1 + 1)  # leaf 10's last row: a failure
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    runs=st.lists(
+        st.tuples(
+            st.integers(0, 5),  # which batch of the node (8 leaves each)
+            st.integers(1, 8),  # its size
+            st.lists(st.booleans(), min_size=8, max_size=8),  # each leaf's ok
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_names_count_what_the_bodies_settle_when_batches_run_twice(
+    runs: list[tuple[int, int, list[bool]]],
+) -> None:
+    """Leaf-written batches, some written again by a rerun of their task (same leaves, maybe
+    other outcomes): the counts read from names alone equal those of reading every body and
+    keeping each leaf's last row, so a progress display never counts a leaf twice."""
+    with tempfile.TemporaryDirectory() as root:
+        store = LocalStore(root=Path(root))
+        prefix = LAYOUT.journal_prefix("root")
+        sizes: dict[int, int] = {}
+        for batch, size, oks in runs:
+            size = sizes.setdefault(batch, size)  # a rerun has the same leaves
+            rows = [outcome(8 * batch + i, 0.0, ok=oks[i]) for i in range(size)]
+            write_outcomes(store, prefix, 1, outcomes(*rows), by_leaves=True)
+        for generation in (1, 2):  # in generation 2, the failures of 1 are to run again
+            body = journal(store, generation=generation).settled()
+            ok = sum(body.column("ok").to_pylist())
+            assert settled_counts(store, prefix, generation) == (ok, body.num_rows - ok)
+        body = journal(store, generation=1).settled()
+        ok = sum(body.column("ok").to_pylist())
+        activity = journal_activity(store, LAYOUT.journals)
+        assert (activity.succeeded, activity.failed) == (ok, body.num_rows - ok)
+        assert body.num_rows == sum(sizes.values())
 
 
 def every_field_set() -> LeafOutcome:

@@ -8,6 +8,8 @@ can decide whose failure it was:
 - each worker publishes, in shared memory, the sort_index and deadline of the leaf it runs;
   a monitor thread in the driver kills a worker whose leaf has overstayed its deadline by a
   grace period, and remembers that leaf as timed out;
+- each worker also publishes the token of the batch it runs (``mark_batch``), so that when one
+  dies, the batches that were only in flight beside it can be told from the one it ran;
 - when a worker dies, the pool is replaced once, and the death is classified from the dead
   process's exit status and the kernel's count of out-of-memory kills.
 """
@@ -34,7 +36,10 @@ from scythe_oo.leaf.deadline import set_watch
 MONITOR_SECONDS = 0.25
 """How often the driver looks at the workers' deadlines."""
 
-_FIELDS = 3  # per worker: pid, sort_index of the running leaf (-1: none), deadline
+_FIELDS = 4  # per worker: pid, sort_index of the running leaf (-1: none), deadline, batch token
+
+_SLOT: list[Any] = []
+"""In a pool worker: [shared table, this worker's first field]."""
 
 DeathKind = Literal["timeout", "memory", "outside", "crash"]
 
@@ -47,6 +52,10 @@ class WorkerDeath:
 
     kind: DeathKind
     detail: str
+    culprits: frozenset[int] | None = None
+    """The ``mark_batch`` tokens of the batches that ran in the processes that died by
+    themselves or were killed (not those the pool ended because another died); None when
+    the exit statuses cannot tell them apart."""
 
 
 def grace_seconds(timeout: float) -> float:
@@ -74,6 +83,8 @@ def _init_worker(parent: int, table: Any, slots: Any) -> None:
     base = slot * _FIELDS
     table[base] = os.getpid()
     table[base + 1] = -1
+    table[base + 3] = 0
+    _SLOT[:] = [table, base]
 
     def watch(sort_index: int, due: float) -> None:
         # The deadline before the leaf that owns it: the monitor reads the leaf, then the
@@ -84,6 +95,14 @@ def _init_worker(parent: int, table: Any, slots: Any) -> None:
 
     set_watch(watch)
     _exit_with_parent(parent)
+
+
+def mark_batch(token: int) -> None:
+    """In a pool worker: publish the batch this process now runs (0: none), so that the pool
+    can say whose batch was running if the process dies (``WorkerDeath.culprits``)."""
+    if _SLOT:
+        table, base = _SLOT
+        table[base + 3] = token
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -192,27 +211,41 @@ class LeafPool:
             self._executor.shutdown(wait=True)
 
     def _classify(self, broken: ProcessPoolExecutor) -> WorkerDeath:
-        """Why ``broken`` broke (called with the lock held)."""
-        codes = []
+        """Why ``broken`` broke, and whose batches were running in the processes that died
+        (called with the lock held, before the broken pool's table is replaced)."""
+        codes, dead = [], []
         for process in _reaped(list((getattr(broken, "_processes", None) or {}).values())):
             code = process.exitcode
             if code is not None and code != 0:
                 if process.pid in self._killed:
-                    return WorkerDeath("timeout", "it was killed for overrunning its timeout")
+                    death = WorkerDeath("timeout", "it was killed for overrunning its timeout")
+                    return attrs.evolve(death, culprits=self._batches_of([process.pid]))
                 codes.append(code)
+                if code != -signal.SIGTERM:
+                    dead.append(process.pid)
         # The pool terminates the surviving workers itself (SIGTERM) once one has died.
         own = [code for code in codes if code != -signal.SIGTERM] or codes
+        culprits = self._batches_of(dead) if dead else None
         kills = oom_kills()
         if kills is not None and self._oom_kills is not None and kills > self._oom_kills:
             self._oom_kills = kills
-            return WorkerDeath("memory", "the kernel's out-of-memory killer ended it")
+            return WorkerDeath("memory", "the kernel's out-of-memory killer ended it", culprits)
         if not own or own[0] in (-signal.SIGKILL, -signal.SIGTERM):
             name = signal.Signals(-own[0]).name if own else "SIGTERM"
-            return WorkerDeath("outside", f"it was killed from outside ({name})")
+            return WorkerDeath("outside", f"it was killed from outside ({name})", culprits)
         code = own[0]
         if code < 0:
-            return WorkerDeath("crash", f"it died of {signal.Signals(-code).name}")
-        return WorkerDeath("crash", f"it exited with status {code}")
+            return WorkerDeath("crash", f"it died of {signal.Signals(-code).name}", culprits)
+        return WorkerDeath("crash", f"it exited with status {code}", culprits)
+
+    def _batches_of(self, pids: list[int]) -> frozenset[int]:
+        """The batch tokens the workers ``pids`` had published when they died."""
+        table, found = self._table, set()
+        for slot in range(self.workers):
+            base = slot * _FIELDS
+            if int(table[base]) in pids and int(table[base + 3]) > 0:
+                found.add(int(table[base + 3]))
+        return frozenset(found)
 
     def _watch(self) -> None:
         while not self._closed.wait(MONITOR_SECONDS):

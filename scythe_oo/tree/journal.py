@@ -121,13 +121,16 @@ def write_outcomes(
 
     ``by_leaves`` marks a batch its leaves wrote themselves (on a distributed engine, as soon
     as they finish, so that nothing they did depends on their node hearing of it); its name
-    also counts its successes and failures, so progress can be read from names alone."""
+    also counts its successes and failures, and names the batch by its first leaf and its
+    size, so progress can be read from names alone, each batch counted once however often
+    its task ran."""
     if not outcomes.num_rows:
         return None
     stem = f"g{generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     if by_leaves:
         ok = int(pc.sum(outcomes.column("ok")).as_py() or 0)
-        stem += f"-{LEAF_MARK}-{ok}-{outcomes.num_rows - ok}"
+        first = pc.min(outcomes.column("sort_index")).as_py()
+        stem += f"-{LEAF_MARK}-{ok}-{outcomes.num_rows - ok}-{first}-{outcomes.num_rows}"
     buffer = io.BytesIO()
     write_parquet(outcomes, buffer)
     key = f"{prefix}/{stem}.pq"
@@ -152,22 +155,21 @@ def settled_counts(store: ArtifactStore, prefix: str, generation: int) -> tuple[
 
     A batch its leaves wrote is counted from its name: a progress display reads this every
     few seconds, and reading 5,000 batch files each time took a core of a 2-core machine
-    away from a 10^6-leaf run. Names cannot tell a leaf that was journaled twice (its task
-    ran again after its worker was lost), so such a leaf may count twice until its node
-    finishes. Other batches are read (two columns), and each leaf counts once."""
+    away from a 10^6-leaf run. A batch whose task ran twice (a lost result, an engine's
+    retry) is counted once, from its later file. Other batches are read (two columns), and
+    each leaf counts once."""
     marked_ok = marked_failed = 0
     parts, generations = [], []
-    for key in store.list_keys(prefix + "/"):
+    keys = list(store.list_keys(prefix + "/"))
+    for mark in _latest_marks(keys):
+        marked_ok += mark.ok  # a success settles its leaf for good
+        if mark.generation == generation:  # older failures run again
+            marked_failed += mark.failed
+    for key in keys:
         name = key.rsplit("/", 1)[-1]
-        if not (name.startswith("g") and name.endswith(".pq")):
+        if not (name.startswith("g") and name.endswith(".pq")) or leaf_mark(key) is not None:
             continue
-        fields = name[:-3].split("-")
-        batch_generation = int(fields[0][1:])
-        if len(fields) == 6 and fields[3] == LEAF_MARK:
-            marked_ok += int(fields[4])  # a success settles its leaf for good
-            if batch_generation == generation:  # older failures run again
-                marked_failed += int(fields[5])
-            continue
+        batch_generation = int(name[1:].split("-", 1)[0])
         table = pq.read_table(pa.BufferReader(store.get_bytes(key)), columns=["sort_index", "ok"])
         parts.append(table)
         generations.append(np.full(table.num_rows, batch_generation))
@@ -177,6 +179,46 @@ def settled_counts(store: ArtifactStore, prefix: str, generation: int) -> tuple[
     keep = _settled_rows(table, np.concatenate(generations), generation)
     good = int(table.column("ok").to_numpy(zero_copy_only=False)[keep].sum())
     return marked_ok + good, marked_failed + len(keep) - good
+
+
+@attrs.frozen
+class LeafMark:
+    """What the name of a batch its leaves wrote says (see ``write_outcomes``)."""
+
+    generation: int
+    time_ns: int
+    ok: int
+    failed: int
+    batch: tuple[str, int, int, int] | None
+    """(node folder, generation, first leaf, size): the batch's identity; None in the
+    older names that lack the last two."""
+
+
+def leaf_mark(key: str) -> LeafMark | None:
+    """The counts in a leaf-written batch's name; None for any other file."""
+    folder, _, name = key.rpartition("/")
+    if not (name.startswith("g") and name.endswith(".pq")):
+        return None
+    fields = name[:-3].split("-")
+    if len(fields) not in (6, 8) or fields[3] != LEAF_MARK:
+        return None
+    try:
+        numbers = [int(fields[0][1:]), int(fields[1]), *(int(f) for f in fields[4:])]
+    except ValueError:
+        return None
+    generation, written, ok, failed = numbers[:4]
+    batch = (folder, generation, numbers[4], numbers[5]) if len(numbers) == 6 else None
+    return LeafMark(generation, written, ok, failed, batch)
+
+
+def _latest_marks(keys: Sequence[str]) -> list[LeafMark]:
+    """The leaf marks among ``keys``, one per batch: where a batch was written twice, the
+    later file, which holds its leaves' last outcomes."""
+    marks = [mark for mark in map(leaf_mark, keys) if mark is not None]
+    latest: dict[object, LeafMark] = {}
+    for n, mark in enumerate(sorted(marks, key=lambda m: (m.generation, m.time_ns))):
+        latest[mark.batch if mark.batch is not None else n] = mark
+    return list(latest.values())
 
 
 def read_batch(store: ArtifactStore, key: str, schema: ExperimentSchema) -> pa.Table:
@@ -203,16 +245,13 @@ class JournalActivity:
 
 def journal_activity(store: ArtifactStore, prefix: str) -> JournalActivity:
     """Progress read from batch names alone (one listing, no reads): the batches leaves wrote
-    themselves count the leaves; every batch dates the last activity."""
-    succeeded = failed = last = 0
-    for key in store.list_keys(prefix):
+    themselves count the leaves, each batch once; every batch dates the last activity."""
+    keys = list(store.list_keys(prefix))
+    last = 0
+    for key in keys:
         name = key.rsplit("/", 1)[-1]
-        if not name.startswith("g"):
-            continue
-        parts = name.rsplit(".", 1)[0].split("-")
-        if len(parts) >= 3 and parts[1].isdigit():
+        parts = name.split("-")
+        if name.startswith("g") and len(parts) >= 3 and parts[1].isdigit():
             last = max(last, int(parts[1]))
-        if len(parts) == 6 and parts[3] == LEAF_MARK:
-            succeeded += int(parts[4])
-            failed += int(parts[5])
-    return JournalActivity(succeeded, failed, last)
+    marks = _latest_marks(keys)
+    return JournalActivity(sum(m.ok for m in marks), sum(m.failed for m in marks), last)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import itertools
+import logging
 from concurrent.futures.process import BrokenProcessPool
 
 import attrs
@@ -23,7 +25,7 @@ import pyarrow as pa
 
 from scythe_oo.definition.base import REGISTRY
 from scythe_oo.engines.hatchet.spec_rows import spec_rows_json
-from scythe_oo.engines.local_pool import LeafPool, grace_seconds
+from scythe_oo.engines.local_pool import LeafPool, grace_seconds, mark_batch
 from scythe_oo.leaf.execute import RunContext, run_batch
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.storage.factory import store_from_description
@@ -36,7 +38,15 @@ process never idles while the engine assigns the next task (on a tick of about a
 A queued task's wait counts against its execution timeout, which is why the leaf task's
 Hatchet timeout is this many times the leaf's own (the leaf's is enforced in its process)."""
 
+BYSTANDER_RERUNS = 3
+"""How often a batch runs again, within its task, because a process beside it died. A batch
+in flight when another's process dies breaks with it without being at fault; failing its task
+would spend one of its Hatchet retries, and a single spec beside a crashing one became a
+failure row of its own once both its tries met a crash. After this many, it fails as before."""
+
 _POOL: list[LeafPool] = []
+_TOKENS = itertools.count(1)
+log = logging.getLogger(__name__)
 
 
 class LeafProcessDied(Exception):
@@ -90,17 +100,35 @@ class BatchResult:
 
 async def run_leaves(batch: LeafBatch) -> BatchResult:
     """Run a batch in one of the worker's leaf processes (in a thread where the worker has
-    none); its outcomes, and the lines its leaves logged."""
+    none); its outcomes, and the lines its leaves logged. A batch that broke only because
+    another batch's process died runs again here (``BYSTANDER_RERUNS``); only the batch whose
+    process died fails its task."""
     if not _POOL:
         return _result(*await asyncio.to_thread(run_leaf_batch, batch))
-    pool = _POOL[0]
-    executor = pool.executor
+    pool, token, reruns = _POOL[0], next(_TOKENS), 0
+    while True:
+        executor = pool.executor
+        try:
+            sent = await asyncio.get_running_loop().run_in_executor(
+                executor, _run_marked, token, batch
+            )
+        except BrokenProcessPool:
+            death = await asyncio.to_thread(pool.replace_broken, executor)
+            if death.culprits is None or token in death.culprits or reruns >= BYSTANDER_RERUNS:
+                message = f"the process running this batch died: {death.detail}"
+                raise LeafProcessDied(message) from None
+            log.info("a leaf process beside this batch's died (%s); running it again", death.detail)
+            reruns += 1
+            continue
+        return _result(*sent)
+
+
+def _run_marked(token: int, batch: LeafBatch) -> tuple[bytes, str | None, list[str]]:
+    mark_batch(token)
     try:
-        sent = await asyncio.get_running_loop().run_in_executor(executor, run_leaf_batch, batch)
-    except BrokenProcessPool:
-        death = await asyncio.to_thread(pool.replace_broken, executor)
-        raise LeafProcessDied(f"the process running this batch died: {death.detail}") from None
-    return _result(*sent)
+        return run_leaf_batch(batch)
+    finally:
+        mark_batch(0)
 
 
 def _result(data: bytes, key: str | None, lines: list[str]) -> BatchResult:
