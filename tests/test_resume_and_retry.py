@@ -18,6 +18,7 @@ import pytest
 
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
 from scythe_oo.runfolder.layout import RunLayout
+from scythe_oo.runfolder.manifest import ManifestFile
 from scythe_oo.tree import base_node
 from scythe_oo.tree.journal import LeafJournal
 from tests.support.counting import (
@@ -92,6 +93,27 @@ DRIVER = textwrap.dedent(
     run.wait()
     """
 )
+
+
+def test_a_restart_forgets_the_old_attempts_engine_run(tmp_path: Path) -> None:
+    """Between a restart and the new engine naming its run, the manifest names no engine
+    run: a follower that attached to the old one (cancelled by the restart) would record
+    that run's end as the new attempt's failure."""
+    store = LocalStore(root=tmp_path / "store")
+    counter = tmp_path / "count"
+    counter.mkdir()
+    specs = [CountedInput(i=i, counter_dir=str(counter)) for i in range(3)]
+    run = Counted.allocate(specs, store=store, engine=LocalEngine(max_workers=1)).wait(timeout=60)
+    folder = ManifestFile(store, run.layout)
+    on_hatchet = folder.write(
+        folder.read().evolve(engine={"kind": "hatchet"}, engine_run_id="the-old-hatchet-run")
+    )
+    restarted = folder.restarted(
+        on_hatchet, reason="resume", generation=1, engine={"kind": "hatchet"}
+    )
+    assert restarted.engine_run_id is None
+    assert folder.read().engine_run_id is None
+    assert folder.read().attempts[-1]["reason"] == "resume"
 
 
 def test_kill_driver_then_resume(tmp_path: Path) -> None:

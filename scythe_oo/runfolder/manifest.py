@@ -167,7 +167,11 @@ class ManifestFile:
     def restarted(
         self, manifest: Manifest, *, reason: str, generation: int, engine: dict[str, str]
     ) -> Manifest:
-        """``resume`` or ``retry_failed`` sends the run back to the queue; the history stays."""
+        """``resume`` or ``retry_failed`` sends the run back to the queue; the history stays.
+
+        The old attempt's engine run id goes: until the new engine names its own, a process
+        following the run must not attach to the old one (cancelled a moment ago) and record
+        its end as this attempt's failure."""
         history = [
             *manifest.attempts,
             {
@@ -184,6 +188,7 @@ class ManifestFile:
                 generation=generation,
                 attempts=history,
                 engine=engine,
+                engine_run_id=None,
                 finished_at=None,
                 error=None,
             )
