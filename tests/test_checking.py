@@ -11,7 +11,10 @@ from __future__ import annotations
 import math
 import os
 import re
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -196,3 +199,93 @@ def test_allocate_with_helpers_writes_every_spec_in_order(
     scalars = run.results.scalars()
     assert len(scalars) == n
     assert math.isclose(scalars["total"].sum(), sum(i / 3 + i for i in range(n)))
+
+
+HELD = threading.Lock()
+"""Held by a test's thread most of the time, as a busy library's lock would be."""
+
+SEEN: list[Path] = []
+"""Where ``LockedInput`` records the process that validates it (set by a test)."""
+
+
+class LockedInput(ExperimentInputSpec):
+    a: float
+
+    @field_validator("a")
+    @classmethod
+    def _take_the_lock(cls, value: float) -> float:
+        mark = SEEN[0] / str(os.getpid()) if SEEN else None
+        if mark is not None and not mark.exists():
+            with HELD:  # a fork taken while another thread held it would wait here forever
+                mark.write_text("x")
+        return value
+
+
+class Locked(Experiment[LockedInput, CheckedOutput]):
+    name = "checked_under_a_lock"
+
+    def run(self, spec: LockedInput, ctx: LeafContext) -> CheckedOutput:
+        return CheckedOutput(total=spec.a)
+
+
+def test_no_helpers_are_forked_while_other_threads_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread of the caller's holds a lock the validators take; a helper forked while it
+    was held would hang on it. By default, with another thread alive, every spec is
+    checked in the caller's process, and allocate's check finishes."""
+    monkeypatch.delenv("SCYTHE_PREPARE_PROCESSES", raising=False)
+    seen = tmp_path / "seen"
+    seen.mkdir()
+    monkeypatch.setattr(sys.modules[__name__], "SEEN", [seen])
+    stop = threading.Event()
+
+    def busy() -> None:
+        while not stop.is_set():
+            with HELD:
+                time.sleep(0.05)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=busy, daemon=True)
+    thread.start()
+    try:
+        table = prepare_specs(
+            Locked,
+            spec_chunks(Locked, [{"a": float(i)} for i in range(40)], rows=3),
+            tmp_path / "staging",
+            group_rows=5,
+            helpers_after=1,
+        )
+    finally:
+        stop.set()
+        thread.join()
+    assert not isinstance(table, str)
+    assert sorted(p.name for p in seen.iterdir()) == [str(os.getpid())]
+
+
+def test_without_other_threads_the_default_forks_helpers(tmp_path: Path) -> None:
+    """The rule above is about threads, not a blanket off: a fresh process with no other
+    thread checks its later groups in forked helpers by default (on two CPUs or more)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the default is no helpers on one CPU")
+    script = f"""
+import os, sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parents[1])!r})
+import tests.test_checking as t
+from scythe_oo.driver.prepare import prepare_specs
+from scythe_oo.driver.sources import spec_chunks
+seen = Path({str(tmp_path / "seen")!r}); seen.mkdir()
+t.SEEN[:] = [seen]
+prepare_specs(t.Locked, spec_chunks(t.Locked, [{{"a": float(i)}} for i in range(60)], rows=3),
+              Path({str(tmp_path / "staging")!r}), group_rows=5, helpers_after=1)
+print(os.getpid())
+"""
+    env = {k: v for k, v in os.environ.items() if k != "SCYTHE_PREPARE_PROCESSES"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    caller = done.stdout.split()[-1]
+    pids = {p.name for p in (tmp_path / "seen").iterdir()}
+    assert caller in pids and len(pids) > 1, pids

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -105,12 +106,18 @@ def prepare_specs(
 def _helpers(cls: AnyExperiment, features: Features, processes: int | None) -> int:
     """How many forked helpers check specs: none without fork (Linux only: elsewhere fork is
     unsafe or missing), and none where checks span chunks (input files are numbered across
-    the sweep; computed features must agree across it)."""
+    the sweep; computed features must agree across it).
+
+    By default, none either while the caller runs other threads: a fork copies every lock as
+    it is at that moment, and one held by another thread (a gRPC client's, a notebook
+    kernel's, a BLAS pool's) stays held in the helper for good, which would hang allocate.
+    A number set by the caller or SCYTHE_PREPARE_PROCESSES is taken as given."""
     if processes is None:
         processes = Settings.from_env().prepare_processes
     if processes is None:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
-        processes = 0 if cpus < 2 else min(cpus, MAX_HELPERS)
+        alone = threading.active_count() == 1
+        processes = min(cpus, MAX_HELPERS) if cpus >= 2 and alone else 0
     if not sys.platform.startswith("linux") or cls.schema.file_inputs or not features.constant:
         return 0
     return max(0, processes)
