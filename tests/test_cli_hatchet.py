@@ -4,6 +4,7 @@ store by the worker."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -12,8 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scythe_oo import ExperimentRun
+from scythe_oo import ExperimentRun, HatchetEngine, LocalStore
 from tests.support.cli import scythe, scythe_popen
+from tests.support.counting import Counted, CountedInput, executions
 from tests.support.daily import DailyInput
 from tests.support.hatchet import WorkerProcess
 
@@ -91,3 +93,63 @@ def test_the_daily_loop_on_hatchet(
 
     replayed = scythe("replay", uri, "3", "--json", cwd=tmp_path)  # here, not on the worker
     assert replayed.code == 0 and replayed.json()["scalars"]["square"] == 3.0
+
+
+def test_resume_from_the_shell_on_hatchet(
+    tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+    hatchet_namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`scythe-oo resume` on a Hatchet run whose last leaf is stuck: the old engine run is
+    cancelled, a new attempt runs only what the journal lacks, and it ends completed.
+
+    A base node's first two leaves run alone (the probes) and are journaled at once; the
+    others go out as one batch, journaled when the whole batch ends, and the last of them
+    waits at a gate. So at the resume, leaves 0 and 1 are journaled and 2 to 5 are not."""
+    monkeypatch.setenv("SCYTHE_JOURNAL_SECONDS", "0")
+    worker = start_worker("resume-worker", modules=("tests.support.counting",))
+    counter, gate = tmp_path / "count", tmp_path / "gate"
+    counter.mkdir()
+    specs = [
+        CountedInput(i=i, counter_dir=str(counter), gate=str(gate) if i == 5 else "")
+        for i in range(6)
+    ]
+    run = Counted.allocate(specs, store=LocalStore(root=tmp_path / "store"), engine=HatchetEngine())
+    deadline = time.monotonic() + 180
+    while run.progress().done < 2 or 5 not in executions(counter):
+        assert time.monotonic() < deadline, (run.progress(), worker.log_tail())
+        time.sleep(0.2)
+    old_run = run.manifest().engine_run_id
+    assert old_run
+
+    resumed = scythe_popen(
+        "resume", run.uri, "--json", "--module", "tests.support.counting", cwd=tmp_path
+    )
+    try:
+        follower = ExperimentRun.open(run.uri)
+        while not follower.manifest().attempts or follower.manifest().engine_run_id in (
+            None,
+            old_run,
+        ):
+            assert resumed.poll() is None, [text[-600:] for text in resumed.communicate()]
+            assert time.monotonic() < deadline + 120, worker.log_tail()
+            time.sleep(0.2)
+        gate.write_text("open")  # the new attempt's leaf 5 (and the old one's) may end now
+        out, err = resumed.communicate(timeout=300)
+    finally:
+        if resumed.poll() is None:
+            resumed.kill()
+            resumed.wait(timeout=30)
+    assert resumed.returncode == 0, err + worker.log_tail()
+    found = json.loads(out)
+    assert (found["status"], found["succeeded"], found["failed"]) == ("completed", 6, 0)
+    manifest = ExperimentRun.open(run.uri).manifest()
+    assert [a["reason"] for a in manifest.attempts] == ["resume"]
+    assert manifest.engine_run_id not in (None, old_run)
+    # Journaled leaves did not run again; the rest ran in both attempts, and nothing is lost.
+    runs = executions(counter)
+    assert (runs[0], runs[1]) == (1, 1), runs
+    assert all(runs[i] >= 2 for i in (2, 3, 4, 5)), runs
+    scalars = ExperimentRun.open(run.uri).results.scalars()
+    assert sorted(scalars["square"]) == [i * i for i in range(6)]

@@ -21,6 +21,7 @@ from scythe_oo import (
     LeafContext,
     RecursionPolicy,
 )
+from tests.support.daily import wait_for
 
 
 class CountedInput(ExperimentInputSpec):
@@ -30,6 +31,8 @@ class CountedInput(ExperimentInputSpec):
     fail_until_generation_flag: str = ""
     fail_below: int = -1
     """With the flag: fail the specs below this position, instead of every third one."""
+    gate: str = ""
+    """A file to wait for (a test creates it to let the leaf end), after its count is written."""
 
 
 class CountedOutput(ExperimentOutputSpec):
@@ -46,6 +49,8 @@ class Counted(Experiment[CountedInput, CountedOutput]):
     def run(self, spec: CountedInput, ctx: LeafContext) -> CountedOutput:
         Path(spec.counter_dir, f"{spec.i}-{os.getpid()}-{uuid.uuid4().hex[:6]}").write_text("x")
         time.sleep(spec.seconds)
+        if spec.gate:
+            wait_for(Path(spec.gate))
         flag = spec.fail_until_generation_flag
         failing = spec.i < spec.fail_below if spec.fail_below >= 0 else spec.i % 3 == 0
         if flag and not Path(flag).exists() and failing:
