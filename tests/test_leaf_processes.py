@@ -79,8 +79,11 @@ def test_only_the_batch_whose_process_died_fails(two_processes: None, tmp_path: 
     assert survived.table is not None
     assert survived.table.column("ok").to_pylist() == [True]
     assert survived.table.column("sort_index").to_pylist() == [6]
-    # spec 6 was in flight when spec 5's process died, and ran again in the fresh pool
-    assert counted(counter) == {5: 1, 6: 2}
+    # Spec 6 was in flight when spec 5's process died: running in the other process (it
+    # then ran again in the fresh pool), or, on a slow machine, still queued behind it; the
+    # pool fails both kinds with it, and neither may fail its task.
+    runs = counted(counter)
+    assert runs[5] == 1 and runs[6] in (1, 2), runs
 
 
 def test_a_batch_that_kills_its_process_every_time_fails_every_time(
