@@ -218,8 +218,8 @@ class LeafPool:
             code = process.exitcode
             if code is not None and code != 0:
                 if process.pid in self._killed:
-                    death = WorkerDeath("timeout", "it was killed for overrunning its timeout")
-                    return attrs.evolve(death, culprits=self._batches_of([process.pid]))
+                    detail = "it was killed for overrunning its timeout"
+                    return WorkerDeath("timeout", detail, self._batches_of([process.pid]))
                 codes.append(code)
                 if code != -signal.SIGTERM:
                     dead.append(process.pid)

@@ -161,13 +161,14 @@ def settled_counts(store: ArtifactStore, prefix: str, generation: int) -> tuple[
     marked_ok = marked_failed = 0
     parts, generations = [], []
     keys = list(store.list_keys(prefix + "/"))
-    for mark in _latest_marks(keys):
+    marks = [leaf_mark(key) for key in keys]
+    for mark in _latest(marks):
         marked_ok += mark.ok  # a success settles its leaf for good
         if mark.generation == generation:  # older failures run again
             marked_failed += mark.failed
-    for key in keys:
+    for key, named in zip(keys, marks, strict=True):
         name = key.rsplit("/", 1)[-1]
-        if not (name.startswith("g") and name.endswith(".pq")) or leaf_mark(key) is not None:
+        if not (name.startswith("g") and name.endswith(".pq")) or named is not None:
             continue
         batch_generation = int(name[1:].split("-", 1)[0])
         table = pq.read_table(pa.BufferReader(store.get_bytes(key)), columns=["sort_index", "ok"])
@@ -189,9 +190,9 @@ class LeafMark:
     time_ns: int
     ok: int
     failed: int
-    batch: tuple[str, int, int, int] | None
-    """(node folder, generation, first leaf, size): the batch's identity; None in the
-    older names that lack the last two."""
+    batch: tuple[str, int, int] | None
+    """(node folder, first leaf, size): with the generation, the batch's identity; None in
+    the older names that lack the last two."""
 
 
 def leaf_mark(key: str) -> LeafMark | None:
@@ -207,17 +208,17 @@ def leaf_mark(key: str) -> LeafMark | None:
     except ValueError:
         return None
     generation, written, ok, failed = numbers[:4]
-    batch = (folder, generation, numbers[4], numbers[5]) if len(numbers) == 6 else None
+    batch = (folder, numbers[4], numbers[5]) if len(numbers) == 6 else None
     return LeafMark(generation, written, ok, failed, batch)
 
 
-def _latest_marks(keys: Sequence[str]) -> list[LeafMark]:
-    """The leaf marks among ``keys``, one per batch: where a batch was written twice, the
-    later file, which holds its leaves' last outcomes."""
-    marks = [mark for mark in map(leaf_mark, keys) if mark is not None]
+def _latest(marks: Sequence[LeafMark | None]) -> list[LeafMark]:
+    """The leaf marks, one per batch: where a batch was written twice, the later file, which
+    holds its leaves' last outcomes."""
+    found = sorted((m for m in marks if m is not None), key=lambda m: (m.generation, m.time_ns))
     latest: dict[object, LeafMark] = {}
-    for n, mark in enumerate(sorted(marks, key=lambda m: (m.generation, m.time_ns))):
-        latest[mark.batch if mark.batch is not None else n] = mark
+    for n, mark in enumerate(found):
+        latest[n if mark.batch is None else (mark.generation, *mark.batch)] = mark
     return list(latest.values())
 
 
@@ -253,5 +254,5 @@ def journal_activity(store: ArtifactStore, prefix: str) -> JournalActivity:
         parts = name.split("-")
         if name.startswith("g") and len(parts) >= 3 and parts[1].isdigit():
             last = max(last, int(parts[1]))
-    marks = _latest_marks(keys)
+    marks = _latest([leaf_mark(key) for key in keys])
     return JournalActivity(sum(m.ok for m in marks), sum(m.failed for m in marks), last)
