@@ -162,13 +162,16 @@ def ray_batched(sweep: Sweep) -> Outcome:
 # --------------------------------------------------------------------------- scythe_oo
 
 
-def _scythe(sweep: Sweep, engine: Any, store: Any) -> Outcome:
-    """allocate(generator) -> wait; the table is the run's own final/scalars.pq."""
+def _scythe(sweep: Sweep, engine: Any, store: Any, specs: Any = None) -> Outcome:
+    """allocate(generator, or ``specs``) -> wait; the table is the run's own
+    final/scalars.pq."""
     from benchmarks.experiments import TEN_BY_MS, ten_spec
 
     cls = TEN_BY_MS[sweep.spin_ms]
     started = time.perf_counter()
-    run = cls.allocate((ten_spec(i) for i in range(sweep.n)), store=store, engine=engine)
+    if specs is None:
+        specs = (ten_spec(i) for i in range(sweep.n))
+    run = cls.allocate(specs, store=store, engine=engine)
     extras = {
         "allocate_s": time.perf_counter() - started,
         "rss_after_allocate_mib": psutil.Process().memory_info().rss / 2**20,
@@ -187,6 +190,19 @@ def scythe_oo(sweep: Sweep) -> Outcome:
 
     store = LocalStore(root=sweep.scratch / "store")
     return _scythe(sweep, LocalEngine(max_workers=sweep.workers), store)
+
+
+def scythe_oo_table(sweep: Sweep) -> Outcome:
+    """As ``scythe_oo``, but the inputs are the peers' tuples made into a DataFrame (a sweep
+    laid out as a table, from a sampler or a spreadsheet), which allocate takes as columns."""
+    import pandas as pd  # imported before the clock, as every contender's table library
+
+    from benchmarks.leaves import INPUTS
+    from scythe_oo import LocalEngine, LocalStore
+
+    frame = pd.DataFrame(sweep.inputs(), columns=list(INPUTS))
+    store = LocalStore(root=sweep.scratch / "store")
+    return _scythe(sweep, LocalEngine(max_workers=sweep.workers), store, frame)
 
 
 def scythe_oo_hatchet(sweep: Sweep) -> Outcome:
@@ -224,6 +240,7 @@ CONTENDERS: dict[str, Contender] = {
     "ray_tasks": ray_tasks,
     "ray_batched": ray_batched,
     "scythe_oo": scythe_oo,
+    "scythe_oo_table": scythe_oo_table,
     "scythe_oo_hatchet": scythe_oo_hatchet,
     "hatchet_plain": hatchet_plain,
 }
@@ -236,6 +253,7 @@ LIBRARY: dict[str, str] = {
     "ray_tasks": "ray",
     "ray_batched": "ray",
     "scythe_oo": "scythe_oo.engines.local",
+    "scythe_oo_table": "scythe_oo.engines.local",
     "scythe_oo_hatchet": "scythe_oo.engines.hatchet.engine",
     "hatchet_plain": "hatchet_sdk",
 }

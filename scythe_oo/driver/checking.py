@@ -31,12 +31,14 @@ import pyarrow as pa
 
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.driver.input_files import LocalFiles
+from scythe_oo.driver.sources import Chunk, ColumnChunk
 from scythe_oo.driver.validate import Features, Problems, fields_of, validate_chunk
+from scythe_oo.runfolder.spec_columns import encode_columns
 from scythe_oo.runfolder.specs import UnstorableValues, encode_chunk
 from scythe_oo.tree.gcpause import paused_gc
 
-Group = list[list[Any]]
-"""Consecutive chunks of raw specs, checked together."""
+Group = list[Chunk]
+"""Consecutive chunks of specs, checked together."""
 
 Add = Callable[[pa.Table], None]
 
@@ -60,12 +62,28 @@ class ChunkCheck:
     ) -> None:
         position = first
         for chunk in group:
+            rows = self._columns(chunk, position, checked or stored, add)
+            if rows is None:
+                position += len(chunk)
+                continue
             with paused_gc():  # building thousands of small objects; none of them form cycles
-                specs = validate_chunk(self.cls, chunk, position, checked)
+                specs = validate_chunk(self.cls, rows, position, checked)
                 # Once anything is wrong, only validation goes on.
                 if specs and not checked and not stored:
                     self._encode(specs, position, stored, add)
             position += len(chunk)
+
+    def _columns(self, chunk: Chunk, first: int, problems: Problems, add: Add) -> list[Any] | None:
+        """None once a ColumnChunk is encoded as columns; else the chunk's specs as rows, to
+        be checked one by one (after a problem, only validation goes on)."""
+        if not isinstance(chunk, ColumnChunk):
+            return chunk
+        encoded = None if problems else encode_columns(self.cls.schema, chunk.table)
+        if encoded is None:
+            return chunk.rows()
+        self.features.check([], first, problems)  # plain models have none: settles the names
+        add(encoded)
+        return None
 
     def _encode(self, specs: list[Any], first: int, problems: Problems, add: Add) -> None:
         cls = self.cls
@@ -200,7 +218,11 @@ class HelperPool:
         would change what validation says (a spec of another experiment, an object that is
         neither a spec nor a dict) or where a value cannot be pickled."""
         input_type = self.check.cls.schema.input_type
-        rows = [[fields_of(input_type, item) for item in chunk] for chunk in group]
+        rows: list[list[Any]] = []
+        for chunk in group:
+            if isinstance(chunk, ColumnChunk):
+                return None  # columns are checked faster here than they would travel
+            rows.append([fields_of(input_type, item) for item in chunk])
         if any(type(row) is not dict for chunk in rows for row in chunk):
             return None
         try:

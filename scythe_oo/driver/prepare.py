@@ -16,7 +16,6 @@ import sys
 import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
 
 import attrs
 
@@ -25,6 +24,7 @@ from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.settings import Settings
 from scythe_oo.driver.checking import ChunkCheck, Group, HelperPool, group_size
 from scythe_oo.driver.input_files import LocalFiles
+from scythe_oo.driver.sources import Chunk
 from scythe_oo.driver.spool import SpecSpool
 from scythe_oo.driver.validate import Features, Problems
 
@@ -54,7 +54,7 @@ MAX_HELPERS = 4
 
 def prepare_specs(
     cls: AnyExperiment,
-    chunks: Iterable[list[Any]],
+    chunks: Iterable[Chunk],
     staging: Path,
     *,
     processes: int | None = None,
@@ -123,7 +123,7 @@ def _helpers(cls: AnyExperiment, features: Features, processes: int | None) -> i
     return max(0, processes)
 
 
-def _groups(chunks: Iterable[list[Any]], rows: int) -> Iterator[tuple[int, Group]]:
+def _groups(chunks: Iterable[Chunk], rows: int) -> Iterator[tuple[int, Group]]:
     """Consecutive chunks gathered into groups of at least ``rows`` specs, with the position
     of each group's first spec."""
     group: Group = []

@@ -3,7 +3,8 @@
 A sweep of 10^7 specs does not fit in memory as pydantic objects, so ``allocate`` takes specs
 as a stream and validates them a chunk at a time. This module turns whatever the caller
 passes into that stream: lists of raw items (specs, or dicts of field values), never more
-than one chunk at once.
+than one chunk at once. Tables (a DataFrame, an Arrow table, a Parquet file) of plain scalar
+inputs stay columns (``ColumnChunk``), checked and encoded a column at a time.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.spec import ExperimentInputSpec
+from scythe_oo.runfolder.spec_columns import takes_columns
 
 CHUNK_ROWS = 4096
 """Specs validated and encoded per step: few enough that no copy of a large sweep is held."""
@@ -29,7 +32,30 @@ SPEC_FILES = {".pq": "parquet", ".parquet": "parquet", ".csv": "csv", ".jsonl": 
 """Spec files allocate reads, by suffix: one row (or line) per spec."""
 
 
-def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Iterator[list[Any]]:
+@attrs.frozen
+class ColumnChunk:
+    """Consecutive specs still in columns, with the way back to rows should a value need
+    checking one spec at a time (``runfolder.spec_columns.encode_columns`` declines)."""
+
+    table: pa.Table
+    frame: pd.DataFrame | None = None
+    """The DataFrame rows the table came from: their values, not Arrow's, are what the
+    row-by-row path validates (pandas' NaN is a float; Arrow made it a null)."""
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def rows(self) -> list[Any]:
+        if self.frame is not None:
+            return next(_frame_chunks(self.frame, len(self.frame)), [])
+        return list(self.table.to_pylist())
+
+
+Chunk = list[Any] | ColumnChunk
+"""Consecutive specs: raw items, or columns of a table."""
+
+
+def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Iterator[Chunk]:
     """``specs`` as consecutive lists of at most ``rows`` raw items, in order.
 
     Accepted: one spec; a sequence, iterable or generator of specs (or of dicts of field
@@ -44,10 +70,10 @@ def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Itera
         yield from _file_chunks(cls, Path(specs), rows)
         return
     if isinstance(specs, pd.DataFrame):
-        yield from _frame_chunks(specs, rows)
+        yield from _frame_columns(cls, specs, rows)
         return
     if isinstance(specs, pa.Table):
-        yield from _arrow_chunks(specs.to_batches(max_chunksize=rows))
+        yield from _arrow_chunks(cls, specs.schema, specs.to_batches(max_chunksize=rows))
         return
     if isinstance(specs, str | bytes | Mapping) or not isinstance(specs, Iterable):
         raise SpecValidationError(
@@ -101,23 +127,42 @@ def _frame_chunks(
             yield [{str(k): v for k, v in record.items()} for record in records]
 
 
+def _frame_columns(cls: AnyExperiment, frame: pd.DataFrame, rows: int) -> Iterator[Chunk]:
+    """A DataFrame's rows as ColumnChunks where its columns allow, else as dicts."""
+    if any(name is not None for name in frame.index.names):
+        frame = frame.reset_index()
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+        table = None  # mixed objects in a column, say: the row path names them
+    if table is None or not takes_columns(cls.schema, table.schema):
+        yield from _frame_chunks(frame, rows)
+        return
+    for start in range(0, len(frame), rows):
+        yield ColumnChunk(table.slice(start, rows), frame.iloc[start : start + rows])
+
+
 def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and value != value)
 
 
-def _arrow_chunks(batches: Iterable[pa.RecordBatch]) -> Iterator[list[dict[str, Any]]]:
+def _arrow_chunks(
+    cls: AnyExperiment, schema: pa.Schema, batches: Iterable[pa.RecordBatch]
+) -> Iterator[Chunk]:
+    columns = takes_columns(cls.schema, schema)
     for batch in batches:
         if batch.num_rows:
-            yield batch.to_pylist()
+            yield ColumnChunk(pa.Table.from_batches([batch])) if columns else batch.to_pylist()
 
 
-def _file_chunks(cls: AnyExperiment, path: Path, rows: int) -> Iterator[list[Any]]:
+def _file_chunks(cls: AnyExperiment, path: Path, rows: int) -> Iterator[Chunk]:
     if not path.is_file():
         raise SpecValidationError(f"{cls.name}.allocate: the specs file {path} does not exist.")
     kind = SPEC_FILES[path.suffix.lower()]
     if kind == "parquet":
         with pq.ParquetFile(path) as parquet:
-            yield from _arrow_chunks(parquet.iter_batches(batch_size=rows))
+            batches = parquet.iter_batches(batch_size=rows)
+            yield from _arrow_chunks(cls, parquet.schema_arrow, batches)
     elif kind == "csv":
         for frame in pd.read_csv(path, chunksize=rows):
             yield from _frame_chunks(frame, rows, empty_is_default=True)

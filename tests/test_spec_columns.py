@@ -1,0 +1,242 @@
+"""Specs taken column by column: the same specs, and the same errors, as row by row."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ConfigDict, Field, computed_field, field_validator
+
+from scythe_oo import (
+    Experiment,
+    ExperimentInputSpec,
+    ExperimentOutputSpec,
+    LeafContext,
+    LocalEngine,
+    LocalStore,
+    SpecValidationError,
+)
+from scythe_oo.runfolder.spec_columns import encode_columns, plain_fields, takes_columns
+from scythe_oo.runfolder.specs import TAIL_COLUMN, encode_chunk
+
+
+class PlainInput(ExperimentInputSpec):
+    x: float
+    n: int
+    on: bool
+    tag: str
+
+
+class PlainOutput(ExperimentOutputSpec):
+    y: float
+    size: int
+
+
+class PlainSweep(Experiment[PlainInput, PlainOutput]):
+    name = "tcolumns_plain"
+    min_batch_seconds = 0.0
+
+    def run(self, spec: PlainInput, ctx: LeafContext) -> PlainOutput:
+        return PlainOutput(y=spec.x * 2 + spec.on, size=spec.n + len(spec.tag))
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(root=tmp_path / "store")
+
+
+# --------------------------------------------------------------------------------------------
+# Which models are plain
+# --------------------------------------------------------------------------------------------
+
+
+class Constrained(ExperimentInputSpec):
+    x: float = Field(ge=0)
+
+
+class Optional_(ExperimentInputSpec):
+    x: float | None
+
+
+class Literal_(ExperimentInputSpec):
+    mode: Literal["a", "b"]
+
+
+class Validated(ExperimentInputSpec):
+    x: float
+
+    @field_validator("x")
+    @classmethod
+    def _round(cls, value: float) -> float:
+        return round(value)
+
+
+class Computed(ExperimentInputSpec):
+    x: float
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def twice(self) -> float:
+        return 2 * self.x
+
+
+class Stripped(ExperimentInputSpec):
+    model_config = ConfigDict(str_strip_whitespace=True)
+    tag: str
+
+
+class Aliased(ExperimentInputSpec):
+    x: float = Field(alias="X")
+
+
+class Defaulted(ExperimentInputSpec):
+    x: float = Field(default=1.0, description="A default changes nothing about a value given.")
+
+
+@pytest.mark.parametrize(
+    "model", [Constrained, Optional_, Literal_, Validated, Computed, Stripped, Aliased]
+)
+def test_a_model_that_does_more_than_check_types_is_not_plain(model: type[Any]) -> None:
+    assert plain_fields(model) is None
+
+
+def test_plain_fields_are_the_declared_ones_in_order() -> None:
+    assert [f.name for f in plain_fields(PlainInput) or ()] == ["x", "n", "on", "tag"]
+    assert [f.name for f in plain_fields(Defaulted) or ()] == ["x"]
+
+
+def test_a_table_is_taken_as_columns_only_with_exactly_the_fields_in_usable_types() -> None:
+    schema = PlainSweep.schema
+    good = pa.schema(
+        [("tag", pa.large_string()), ("x", pa.int32()), ("n", pa.int8()), ("on", pa.bool_())]
+    )
+    assert takes_columns(schema, good)
+    assert not takes_columns(schema, good.remove(0))  # a field missing: its default applies
+    assert not takes_columns(schema, good.append(pa.field("extra", pa.int64())))
+    assert not takes_columns(schema, good.set(2, pa.field("n", pa.float64())))  # 3.0 for int
+    assert not takes_columns(schema, good.set(1, pa.field("x", pa.string())))  # "1.5" is lax
+
+
+# --------------------------------------------------------------------------------------------
+# The same specs as row by row
+# --------------------------------------------------------------------------------------------
+
+_FLOATS = st.floats(allow_nan=True, allow_infinity=True) | st.sampled_from([-0.0, 5e-324, 1e300])
+_ROWS = st.lists(
+    st.fixed_dictionaries(
+        {
+            "x": _FLOATS | st.integers(-(2**60), 2**60) | st.none(),
+            "n": st.integers(-(2**63), 2**63 - 1),
+            "on": st.booleans(),
+            "tag": st.text(st.characters(blacklist_categories=["Cs"]), max_size=12),
+        }
+    ),
+    min_size=1,
+    max_size=30,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=_ROWS, ints=st.booleans())
+def test_columns_encode_exactly_what_rows_encode_or_decline(
+    rows: list[dict[str, Any]], ints: bool
+) -> None:
+    """Where the column path encodes a table, its index columns equal the row path's and each
+    JSON tail reads back as the very spec pydantic makes of the row; it declines only for a
+    value the row path must judge (a null, a non-finite float, an integer a float column
+    cannot hold exactly)."""
+    schema = PlainSweep.schema
+    if ints:  # a float field filled from an integer column
+        rows = [{**row, "x": _integer(row["x"])} for row in rows]
+    x_type = pa.int64() if ints else pa.float64()
+    table = pa.table(
+        {
+            "x": pa.array([r["x"] for r in rows], x_type, from_pandas=False),
+            "n": pa.array([r["n"] for r in rows], pa.int64()),
+            "on": pa.array([r["on"] for r in rows], pa.bool_()),
+            "tag": pa.array([r["tag"] for r in rows], pa.string()),
+        }
+    )
+    assert takes_columns(schema, table.schema)
+    encoded = encode_columns(schema, table)
+    xs = [r["x"] for r in rows]
+    needs_rows = any(x is None or not _finite(x) or (ints and abs(x) > 2**53) for x in xs)
+    assert (encoded is None) == needs_rows
+    if encoded is None:
+        return
+    specs = [PlainInput.model_validate(row) for row in rows]
+    by_rows = encode_chunk(schema, specs, [], 0)
+    for name in ("x", "n", "on", "tag"):
+        got, want = encoded.column(name).to_pylist(), by_rows.column(name).to_pylist()
+        assert [_bits(v) for v in got] == [_bits(v) for v in want]
+    for tail, spec in zip(encoded.column(TAIL_COLUMN).to_pylist(), specs, strict=True):
+        parsed = PlainInput.model_validate_json("{" + tail[1:])
+        assert _bits(parsed.x) == _bits(spec.x)
+        assert parsed.model_dump(exclude={"x"}) == spec.model_dump(exclude={"x"})
+
+
+def _integer(value: Any) -> int:
+    return int(value) if _finite(value) and abs(value) < 2**62 else 2**60 + 1
+
+
+def _finite(value: Any) -> bool:
+    return value is not None and math.isfinite(value)
+
+
+def _bits(value: Any) -> Any:
+    """Floats compared by their text, so that -0.0 differs from 0.0."""
+    return repr(value) if isinstance(value, float) else value
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: a DataFrame and a generator give one table
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_frame_of_plain_columns_runs_as_its_generator_would(store: LocalStore) -> None:
+    rows = [
+        {"x": v, "n": i, "on": i % 2 == 0, "tag": f't{i}\u00e9"'}
+        for i, v in enumerate([0.5, -0.0, 1e-300, 3.0, 2.5e17, 7.0])
+    ]
+    frame = pd.DataFrame(rows)
+    assert takes_columns(
+        PlainSweep.schema, pa.Table.from_pandas(frame, preserve_index=False).schema
+    )
+    tables = []
+    for source in (frame, (PlainInput(**row) for row in rows), pa.Table.from_pandas(frame)):
+        run = PlainSweep.allocate(source, store=store, engine=LocalEngine(max_workers=1))
+        scalars = run.wait(timeout=60).results.scalars()
+        tables.append(scalars.reset_index(["experiment_id", "root_workflow_run_id"], drop=True))
+    for table in tables[1:]:
+        pd.testing.assert_frame_equal(table, tables[0])
+    assert math.copysign(1.0, tables[0].index.get_level_values("x")[1]) == -1.0
+
+
+def test_a_frame_with_nan_and_huge_integers_takes_the_row_path_and_keeps_them(
+    store: LocalStore,
+) -> None:
+    """pandas' NaN is a float, and 2**60 a valid one: the column path declines both chunks
+    and the row path keeps them as pydantic does."""
+    frame = pd.DataFrame(
+        {"x": [1.5, math.nan], "n": [1, 2], "on": [True, False], "tag": ["a", "b"]}
+    )
+    run = PlainSweep.allocate(frame, store=store, engine=LocalEngine(max_workers=1))
+    xs = run.wait(timeout=60).results.scalars().index.get_level_values("x")
+    assert xs[0] == 1.5 and math.isnan(xs[1])
+    huge = pd.DataFrame({"x": [2**60 + 1], "n": [1], "on": [True], "tag": ["a"]})
+    run = PlainSweep.allocate(huge, store=store, engine=LocalEngine(max_workers=1))
+    assert run.wait(timeout=60).results.scalars().index.get_level_values("x")[0] == float(2**60)
+
+
+def test_a_bad_column_is_named_per_spec_as_row_by_row(store: LocalStore) -> None:
+    frame = pd.DataFrame({"x": [1.0, 2.0], "n": [1, 2], "on": [True, False], "tag": ["a", 7]})
+    with pytest.raises(SpecValidationError) as info:
+        PlainSweep.allocate(frame, store=store)
+    assert "spec #1: field 'tag'" in str(info.value)
+    assert list(store.list_keys("")) == []
