@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -57,7 +58,11 @@ def store(tmp_path: Path) -> LocalStore:
 
 
 class Constrained(ExperimentInputSpec):
-    x: float = Field(ge=0)
+    x: float = Field(multiple_of=0.5)
+
+
+class Lengthy(ExperimentInputSpec):
+    tag: str = Field(min_length=1)
 
 
 class Optional_(ExperimentInputSpec):
@@ -100,7 +105,7 @@ class Defaulted(ExperimentInputSpec):
 
 
 @pytest.mark.parametrize(
-    "model", [Constrained, Optional_, Literal_, Validated, Computed, Stripped, Aliased]
+    "model", [Constrained, Lengthy, Optional_, Literal_, Validated, Computed, Stripped, Aliased]
 )
 def test_a_model_that_does_more_than_check_types_is_not_plain(model: type[Any]) -> None:
     assert plain_fields(model) is None
@@ -154,6 +159,8 @@ def test_columns_encode_exactly_what_rows_encode_or_decline(
     schema = PlainSweep.schema
     if ints:  # a float field filled from an integer column
         rows = [{**row, "x": _integer(row["x"])} for row in rows]
+    else:
+        rows = [{**row, "x": _floating(row["x"])} for row in rows]
     x_type = pa.int64() if ints else pa.float64()
     table = pa.table(
         {
@@ -185,6 +192,10 @@ def _integer(value: Any) -> int:
     return int(value) if _finite(value) and abs(value) < 2**62 else 2**60 + 1
 
 
+def _floating(value: Any) -> float | None:
+    return float(value) if isinstance(value, int) else value
+
+
 def _finite(value: Any) -> bool:
     return value is not None and math.isfinite(value)
 
@@ -192,6 +203,50 @@ def _finite(value: Any) -> bool:
 def _bits(value: Any) -> Any:
     """Floats compared by their text, so that -0.0 differs from 0.0."""
     return repr(value) if isinstance(value, float) else value
+
+
+class Bounded(ExperimentInputSpec):
+    x: float = Field(ge=-1.5, lt=1e6, description="Bounds pydantic checks; so do the columns.")
+    n: int = Field(gt=-5, le=1000)
+
+
+class BoundedSweep(Experiment[Bounded, PlainOutput]):
+    name = "tcolumns_bounded"
+
+    def run(self, spec: Bounded, ctx: LeafContext) -> PlainOutput:
+        return PlainOutput(y=spec.x, size=spec.n)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    xs=st.lists(st.floats(-3, 2e6, allow_nan=False), min_size=1, max_size=20),
+    ns=st.lists(st.integers(-10, 1010), min_size=20, max_size=20),
+)
+def test_bounds_are_checked_column_wise_as_pydantic_checks_them(
+    xs: list[float], ns: list[int]
+) -> None:
+    schema = BoundedSweep.schema
+    table = pa.table({"x": xs, "n": ns[: len(xs)]})
+    assert takes_columns(schema, table.schema)
+    rows = table.to_pylist()
+    valid = []
+    for row in rows:
+        with contextlib.suppress(ValueError):
+            valid.append(Bounded.model_validate(row))
+    encoded = encode_columns(schema, table)
+    assert (encoded is None) == (len(valid) < len(rows))
+    if encoded is not None:
+        assert encoded.column("x").to_pylist() == [spec.x for spec in valid]
+        assert encoded.column("n").to_pylist() == [spec.n for spec in valid]
+
+
+def test_an_out_of_bounds_row_is_named_as_row_by_row(store: LocalStore) -> None:
+    frame = pd.DataFrame({"x": [0.0, -2.0, 1.0], "n": [1, 2, 1001]})
+    with pytest.raises(SpecValidationError) as info:
+        BoundedSweep.allocate(frame, store=store)
+    message = str(info.value)
+    assert "spec #1: field 'x'" in message and "spec #2: field 'n'" in message
+    assert list(store.list_keys("")) == []
 
 
 # --------------------------------------------------------------------------------------------
