@@ -23,7 +23,7 @@ from scythe_oo import (
     LocalStore,
     SpecValidationError,
 )
-from scythe_oo.runfolder.spec_columns import encode_columns, plain_fields, takes_columns
+from scythe_oo.runfolder.spec_columns import column_fields, encode_columns, takes_columns
 from scythe_oo.runfolder.specs import TAIL_COLUMN, encode_chunk
 
 
@@ -108,12 +108,12 @@ class Defaulted(ExperimentInputSpec):
     "model", [Constrained, Lengthy, Optional_, Literal_, Validated, Computed, Stripped, Aliased]
 )
 def test_a_model_that_does_more_than_check_types_is_not_plain(model: type[Any]) -> None:
-    assert plain_fields(model) is None
+    assert column_fields(model) is None
 
 
 def test_plain_fields_are_the_declared_ones_in_order() -> None:
-    assert [f.name for f in plain_fields(PlainInput) or ()] == ["x", "n", "on", "tag"]
-    assert [f.name for f in plain_fields(Defaulted) or ()] == ["x"]
+    assert [f.name for f in column_fields(PlainInput) or ()] == ["x", "n", "on", "tag"]
+    assert [f.name for f in column_fields(Defaulted) or ()] == ["x"]
 
 
 def test_a_table_is_taken_as_columns_only_with_exactly_the_fields_in_usable_types() -> None:

@@ -193,7 +193,8 @@ class ExperimentOutputSpec(BaseModel):
     """
 
     # Instances returned by ``run`` are re-validated, so mutating a field after construction
-    # cannot smuggle an out-of-schema value into the results.
+    # cannot smuggle an out-of-schema value into the results (unless revalidating could
+    # change nothing: see ``leaf.execute._intact``).
     model_config = ConfigDict(
         extra="forbid", arbitrary_types_allowed=True, revalidate_instances="always"
     )

@@ -61,7 +61,7 @@ class OutcomeRecorder:
     def __init__(self, schema: ExperimentSchema) -> None:
         self.schema = schema
         self.sort_index: list[int] = []
-        self.outputs: list[Any] = []  # the validated output, or None for a failure
+        self.outputs: list[Any] = []  # the validated output's values by name, or None
         self.dataframes: list[str | None] = []
         self.error_type: list[str | None] = []
         self.error_message: list[str | None] = []
@@ -85,7 +85,9 @@ class OutcomeRecorder:
         wall_time: float,
     ) -> None:
         self.sort_index.append(sort_index)
-        self.outputs.append(output)
+        # Its values as they are now: the output may be the very object ``run`` returned,
+        # which the user's code could change after (reused for the next leaf, say).
+        self.outputs.append(dict(output.__dict__))
         self.dataframes.append(json.dumps(dataframes) if dataframes else None)
         self.error_type.append(None)
         self.error_message.append(None)
@@ -150,7 +152,7 @@ class OutcomeRecorder:
 
 def _output_column(plan: FieldPlan, outputs: Sequence[Any]) -> pa.Array:
     name = plan.name
-    return typed_column(plan, [None if o is None else o.__dict__[name] for o in outputs])
+    return typed_column(plan, [None if o is None else o[name] for o in outputs])
 
 
 def outcome_table(schema: ExperimentSchema, outcomes: Iterable[LeafOutcome]) -> pa.Table:
