@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
+from pydantic import Field, ValidationError
 
 from scythe_oo import (
     Experiment,
@@ -35,7 +35,7 @@ class CheckInput(ExperimentInputSpec):
 
 class PlainOut(ExperimentOutputSpec):
     y: float
-    n: int
+    n: int = Field(ge=-(2**61), description="A bound, checked with or without revalidation.")
     tag: str
 
 

@@ -23,6 +23,7 @@ from scythe_oo import (
     LocalStore,
     SpecValidationError,
 )
+from scythe_oo.driver.validate import Problems, validate_chunk
 from scythe_oo.runfolder.spec_columns import column_fields, encode_columns, takes_columns
 from scythe_oo.runfolder.specs import TAIL_COLUMN, encode_chunk
 
@@ -295,3 +296,39 @@ def test_a_bad_column_is_named_per_spec_as_row_by_row(store: LocalStore) -> None
         PlainSweep.allocate(frame, store=store)
     assert "spec #1: field 'tag'" in str(info.value)
     assert list(store.list_keys("")) == []
+
+
+# --------------------------------------------------------------------------------------------
+# Specs of a plain model, passed as objects: taken as they are only when validating would not
+# change them
+# --------------------------------------------------------------------------------------------
+
+_CHANGES = st.sampled_from([None, ("x", -2.0), ("x", 1), ("x", "0.5"), ("n", "3"), ("n", 2000)])
+
+
+@settings(max_examples=80, deadline=None)
+@given(changes=st.lists(_CHANGES, min_size=1, max_size=8))
+def test_specs_changed_after_construction_are_validated_as_copies_would_be(
+    changes: list[tuple[str, Any] | None],
+) -> None:
+    specs = [Bounded(x=0.25 * i, n=i) for i in range(len(changes))]
+    for spec, change in zip(specs, changes, strict=True):
+        if change is not None:
+            object.__setattr__(
+                spec, *change
+            )  # what `spec.x = ...` does without validate_assignment
+    before = [dict(spec.__dict__) for spec in specs]
+    problems = Problems(BoundedSweep)
+    got = validate_chunk(BoundedSweep, specs, 0, problems)
+    expected_problems = Problems(BoundedSweep)
+    expected = []
+    for position, spec in enumerate(specs):
+        try:
+            expected.append(Bounded.model_validate(dict(spec.__dict__)))
+        except ValueError:
+            expected_problems.add(f"spec #{position}")
+    assert [dict(spec.__dict__) for spec in specs] == before  # the caller's objects, untouched
+    assert problems.count == expected_problems.count
+    if not expected_problems:
+        assert [(s.x, s.n) for s in got] == [(s.x, s.n) for s in expected]
+        assert all(type(s.x) is float and type(s.n) is int for s in got)

@@ -12,10 +12,15 @@ and the framework can do that cheaply: a column at a time for a table of specs
 from __future__ import annotations
 
 import functools
+import inspect
+import operator
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import attrs
 from pydantic import BaseModel
+
+from scythe_oo.definition.spec import ExperimentInputSpec
 
 PLAIN_TYPES = (float, int, bool, str)
 
@@ -37,7 +42,13 @@ _HARMLESS_CONFIG = frozenset(
 )
 """Model settings that change nothing about how a plain field's value is validated."""
 
-BOUND_NAMES = ("ge", "gt", "le", "lt")
+_HOLDS: Mapping[str, Callable[[Any, Any], bool]] = {
+    "ge": operator.ge,
+    "gt": operator.gt,
+    "le": operator.le,
+    "lt": operator.lt,
+}
+BOUND_NAMES = tuple(_HOLDS)
 """The numeric bounds a plain field may have (pydantic's ``annotated_types`` Ge, Gt, Le, Lt)."""
 
 
@@ -91,6 +102,19 @@ def plain_fields(
     return tuple(found)
 
 
+@functools.cache
+def plain_inputs(input_type: type[ExperimentInputSpec]) -> tuple[PlainField, ...] | None:
+    """The declared fields of a plain input model that keeps the default
+    ``computed_features`` (which has none), or None; the bookkeeping fields allocate fills
+    in are left out."""
+    if inspect.getattr_static(input_type, "computed_features") is not inspect.getattr_static(
+        ExperimentInputSpec, "computed_features"
+    ):
+        return None
+    fields = plain_fields(input_type, frozenset(ExperimentInputSpec.BOOKKEEPING_FIELDS))
+    return fields or None
+
+
 def _bounds(kind: Any, metadata: list[Any]) -> tuple[tuple[str, int | float], ...] | None:
     """The bounds of ``metadata``, or None when it holds anything else (or bounds a field
     that is not a number, or by a value that is not one)."""
@@ -108,3 +132,18 @@ def _bounds(kind: Any, metadata: list[Any]) -> tuple[tuple[str, int | float], ..
             return None
         found.append((name, operand))
     return tuple(found)
+
+
+def holds_exactly(values: Mapping[str, Any], fields: tuple[PlainField, ...]) -> bool:
+    """Whether each field's value in ``values`` (a model's ``__dict__``) has exactly the
+    field's type and is within its bounds: then validating it would return it unchanged.
+    False for anything else (a subclass of ``str``, an ``int`` in a ``float`` field, a value
+    set after construction that breaks a bound), which must be validated."""
+    for field in fields:
+        value = values.get(field.name)
+        if type(value) is not field.kind:
+            return False
+        for bound, operand in field.bounds:
+            if not _HOLDS[bound](value, operand):
+                return False
+    return True

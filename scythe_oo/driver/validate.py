@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.definition.errors import SpecValidationError
+from scythe_oo.definition.plain import holds_exactly, plain_inputs
 from scythe_oo.definition.schema import (
     FAILURE_COLUMN_NAMES,
     INDEX_PREFIX,
@@ -66,8 +67,17 @@ def validate_chunk(
     cls: AnyExperiment, chunk: Sequence[Any], first: int, problems: Problems
 ) -> list[Any]:
     """Validated copies of the specs of ``chunk`` (which starts at position ``first``), or
-    an empty list after adding a problem for each invalid one."""
+    the caller's own specs where validating a copy would change nothing (specs of a plain
+    model whose values still have exactly their fields' types and bounds), or an empty list
+    after adding a problem for each invalid one. Either way they are only read."""
     input_type = cls.schema.input_type
+    fields = plain_inputs(input_type)
+    if fields is not None and all(
+        type(item) is input_type and holds_exactly(item.__dict__, fields) for item in chunk
+    ):
+        # Each already holds exactly what validating a copy would make of it: read from here
+        # on, never changed. Revalidating cost a quarter of allocate for 10^5 such specs.
+        return list(chunk)
     if not any(_foreign_type(input_type, kind) for kind in set(map(type, chunk))):
         try:
             return list(

@@ -17,7 +17,6 @@ way, which names each bad spec and field.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from collections.abc import Mapping
 
@@ -25,7 +24,7 @@ import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scythe_oo.definition.plain import plain_fields
+from scythe_oo.definition.plain import plain_inputs
 from scythe_oo.definition.schema import ExperimentSchema, FieldKind
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.runfolder.specs import TAIL_COLUMN
@@ -65,14 +64,10 @@ class ColumnField:
 
 @functools.cache
 def column_fields(input_type: type[ExperimentInputSpec]) -> tuple[ColumnField, ...] | None:
-    """The fields of ``input_type`` a table's columns fill, when its model is plain (see
-    ``definition.plain``) and keeps the default ``computed_features`` (which has none)."""
-    if inspect.getattr_static(input_type, "computed_features") is not inspect.getattr_static(
-        ExperimentInputSpec, "computed_features"
-    ):
-        return None
-    fields = plain_fields(input_type, frozenset(ExperimentInputSpec.BOOKKEEPING_FIELDS))
-    if not fields:
+    """The fields of ``input_type`` a table's columns fill, when it is plain (see
+    ``definition.plain.plain_inputs``), else None."""
+    fields = plain_inputs(input_type)
+    if fields is None:
         return None
     return tuple(
         ColumnField(f.name, _ARROW_TYPES[f.kind], "," + json.dumps(f.name) + ":", f.bounds)
