@@ -5,8 +5,9 @@ it has any) returns that value unchanged. So where a model holds nothing else, a
 nothing around its fields (validators, serializers, a post-init, computed fields, settings
 that rewrite strings), checking each value's type and bounds is the whole of validating it,
 and the framework can do that cheaply: a column at a time for a table of specs
-(``runfolder.spec_columns``), one ``type() is`` per field for a leaf's output
-(``leaf.execute``).
+(``runfolder.spec_columns``), and one ``type() is`` per value for a spec or a leaf's output
+that validating again would not change (``holds_exactly``, used by ``driver.validate`` and
+``leaf.execute``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import BaseModel
 
 from scythe_oo.definition.spec import ExperimentInputSpec
 
-PLAIN_TYPES = (float, int, bool, str)
+_PLAIN_TYPES = (float, int, bool, str)
 
 _HARMLESS_CONFIG = frozenset(
     {
@@ -48,14 +49,14 @@ _HOLDS: Mapping[str, Callable[[Any, Any], bool]] = {
     "le": operator.le,
     "lt": operator.lt,
 }
-BOUND_NAMES = tuple(_HOLDS)
-"""The numeric bounds a plain field may have (pydantic's ``annotated_types`` Ge, Gt, Le, Lt)."""
+"""The numeric bounds a plain field may have (pydantic's ``annotated_types`` Ge, Gt, Le, Lt),
+each with the test a value must pass."""
 
 
 @attrs.frozen
 class PlainField:
-    """One plain field: its name, Python type and bounds (each a name of BOUND_NAMES and its
-    operand)."""
+    """One plain field: its name, Python type and bounds (each "ge", "gt", "le" or "lt", and
+    its operand)."""
 
     name: str
     kind: type
@@ -88,7 +89,7 @@ def plain_fields(
         kind = info.annotation
         bounds = _bounds(kind, info.metadata)
         if (
-            kind not in PLAIN_TYPES
+            kind not in _PLAIN_TYPES
             or bounds is None
             or info.alias is not None
             or info.validation_alias is not None
@@ -122,7 +123,7 @@ def _bounds(kind: Any, metadata: list[Any]) -> tuple[tuple[str, int | float], ..
     for item in metadata:
         name = type(item).__name__.lower()
         if (
-            name not in BOUND_NAMES
+            name not in _HOLDS
             or type(item).__module__ != "annotated_types"
             or kind not in (int, float)
         ):
