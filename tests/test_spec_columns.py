@@ -24,8 +24,14 @@ from scythe_oo import (
     SpecValidationError,
 )
 from scythe_oo.driver.validate import Problems, validate_chunk
-from scythe_oo.runfolder.spec_columns import column_fields, encode_columns, takes_columns
-from scythe_oo.runfolder.specs import TAIL_COLUMN, encode_chunk
+from scythe_oo.runfolder.spec_columns import (
+    column_fields,
+    encode_columns,
+    spec_json,
+    spec_objects,
+    takes_columns,
+)
+from scythe_oo.runfolder.specs import TAIL_COLUMN, encode_chunk, specs_table
 
 
 class PlainInput(ExperimentInputSpec):
@@ -153,10 +159,10 @@ _ROWS = st.lists(
 def test_columns_encode_exactly_what_rows_encode_or_decline(
     rows: list[dict[str, Any]], ints: bool
 ) -> None:
-    """Where the column path encodes a table, its index columns equal the row path's and each
-    JSON tail reads back as the very spec pydantic makes of the row; it declines only for a
-    value the row path must judge (a null, a non-finite float, an integer a float column
-    cannot hold exactly)."""
+    """Where the column path encodes a table, its index columns equal the row path's, and
+    both the JSON written from them and the specs built from them are the very specs
+    pydantic makes of the rows; it declines only for a value the row path must judge (a
+    null, a non-finite float, an integer a float column cannot hold exactly)."""
     schema = PlainSweep.schema
     if ints:  # a float field filled from an integer column
         rows = [{**row, "x": _integer(row["x"])} for row in rows]
@@ -183,10 +189,20 @@ def test_columns_encode_exactly_what_rows_encode_or_decline(
     for name in ("x", "n", "on", "tag"):
         got, want = encoded.column(name).to_pylist(), by_rows.column(name).to_pylist()
         assert [_bits(v) for v in got] == [_bits(v) for v in want]
-    for tail, spec in zip(encoded.column(TAIL_COLUMN).to_pylist(), specs, strict=True):
-        parsed = PlainInput.model_validate_json("{" + tail[1:])
-        assert _bits(parsed.x) == _bits(spec.x)
-        assert parsed.model_dump(exclude={"x"}) == spec.model_dump(exclude={"x"})
+    assert encoded.column(TAIL_COLUMN).null_count == len(rows)  # no JSON: the columns hold it
+    stored = specs_table(schema, encoded, 7, "plain/v1.0.0/x", "root-1", {})
+    ids = {"experiment_id": "plain/v1.0.0/x", "root_workflow_run_id": "root-1"}
+    specs = [s.model_copy(update={**ids, "sort_index": 7 + i}) for i, s in enumerate(specs)]
+    from_json = [PlainInput.model_validate_json(text) for text in spec_json(PlainInput, stored)]
+    built = spec_objects(schema, stored)
+    for made in (from_json, built):
+        for got, spec in zip(made, specs, strict=True):
+            assert type(got) is PlainInput and _bits(got.x) == _bits(spec.x)
+            assert [(k, type(v)) for k, v in got.__dict__.items()] == [
+                (k, type(v)) for k, v in spec.__dict__.items()
+            ]
+            assert got.model_dump(exclude={"x"}) == spec.model_dump(exclude={"x"})
+            assert got.model_fields_set == {*ids, "sort_index", "x", "n", "on", "tag"}
 
 
 def _integer(value: Any) -> int:

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scythe_oo import ArtifactStore
-from scythe_oo.engines.hatchet.spec_rows import row_runs, spec_rows_json
+from scythe_oo.engines.hatchet.spec_rows import row_runs, spec_rows
 from scythe_oo.runfolder.specs import SPEC_COLUMN
 
 N_ROWS = 250
@@ -59,7 +59,9 @@ def test_the_rows_named_are_the_specs_read(
     local_or_s3_store: ArtifactStore, rows: set[int]
 ) -> None:
     key = _specs_file(local_or_s3_store)
-    read = json.loads(spec_rows_json(local_or_s3_store, key, row_runs(sorted(rows))))
+    table = spec_rows(local_or_s3_store, key, row_runs(sorted(rows)))
+    assert table.column("sort_index").to_pylist() == [3 * r for r in sorted(rows)]
+    read = [json.loads(text) for text in table.column(SPEC_COLUMN).to_pylist()]
     assert [spec["sort_index"] for spec in read] == [3 * r for r in sorted(rows)]
     assert [spec["x"] for spec in read] == [3 * r / 7 for r in sorted(rows)]
 
@@ -67,4 +69,4 @@ def test_the_rows_named_are_the_specs_read(
 def test_rows_past_the_end_are_an_error_that_says_why(local_or_s3_store: ArtifactStore) -> None:
     key = _specs_file(local_or_s3_store)
     with pytest.raises(ValueError, match=r"rows \[240, 260\) are not in .* which has 250 rows"):
-        spec_rows_json(local_or_s3_store, key, [(0, 2), (240, 260)])
+        spec_rows(local_or_s3_store, key, [(0, 2), (240, 260)])

@@ -31,7 +31,7 @@ from scythe_oo.leaf.execute import RunContext, run_here
 from scythe_oo.leaf.logbook import read_leaf_log
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.runfolder.layout import TIMESTAMP_FORMAT, RunLayout
-from scythe_oo.runfolder.specs import SPEC_COLUMN
+from scythe_oo.runfolder.spec_columns import spec_json
 from scythe_oo.runfolder.tables import open_parquet
 from scythe_oo.runfolder.versions import SemVer
 from scythe_oo.storage.base import ArtifactStore
@@ -92,7 +92,7 @@ def replay_leaf(
     scratch: str | Path | None = None,
 ) -> LeafRun:
     """Run spec ``sort_index`` of the run at ``layout`` here; outputs go to ``scratch``."""
-    spec = cls.schema.input_type.model_validate_json(_spec_json(store, layout, sort_index))
+    spec = cls.schema.input_type.model_validate_json(_spec_json(cls, store, layout, sort_index))
     return _run_here(cls, spec, layout, pdb=pdb, scratch=scratch)
 
 
@@ -109,13 +109,13 @@ def debug_leaf(
     return _run_here(cls, checked, layout, pdb=pdb, scratch=scratch)
 
 
-def _spec_json(store: ArtifactStore, layout: RunLayout, sort_index: int) -> str:
+def _spec_json(cls: AnyExperiment, store: ArtifactStore, layout: RunLayout, sort_index: int) -> str:
     with open_parquet(store, layout.specs) as parquet:
-        for batch in parquet.iter_batches(columns=["sort_index", SPEC_COLUMN]):
+        for batch in parquet.iter_batches():
             table = pa.Table.from_batches([batch])
             found = table.filter(pc.equal(table["sort_index"], sort_index))
             if found.num_rows:
-                return str(found[SPEC_COLUMN][0].as_py())
+                return spec_json(cls.schema.input_type, found)[0]
     raise IndexError(f"no spec #{sort_index} in {store.uri(layout.specs)}")
 
 

@@ -32,8 +32,8 @@ from scythe_oo.engines.local_pool import LeafPool, WorkerDeath
 from scythe_oo.leaf.execute import RunContext, run_batch
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
-from scythe_oo.runfolder.specs import SPEC_COLUMN
-from scythe_oo.tree.job import NodeJob, NodeResult, OutcomeSink
+from scythe_oo.runfolder.spec_columns import spec_objects
+from scythe_oo.tree.job import ROW_COLUMN, NodeJob, NodeResult, OutcomeSink
 from scythe_oo.tree.node import run_node
 
 
@@ -92,14 +92,13 @@ def run_leaf_batch(
     retries: int,
     timeout_seconds: float | None,
 ) -> bytes:
-    """Worker side of a batch: read its rows, validate them in one call, run them, and send
+    """Worker side of a batch: read its rows, make them specs in one call, run them, and send
     the outcome table back as Arrow IPC bytes. The experiment travels by name: a forked worker
     has the parent's registry, so classes defined in a notebook, a script or a function body
     work."""
     cls = REGISTRY.get(experiment)
     worker = f"local-{socket.gethostname()}-{os.getpid()}"
-    specs = _specs_file(rows.path).column(SPEC_COLUMN).slice(rows.start, len(rows))
-    parsed = cls.schema.spec_list.validate_json(f"[{','.join(specs.to_pylist())}]")
+    parsed = spec_objects(cls.schema, _specs_file(rows.path).slice(rows.start, len(rows)))
     table = run_batch(
         cls, parsed, run, retries=retries, worker_name=worker, timeout_seconds=timeout_seconds
     )
@@ -339,7 +338,8 @@ class LocalDispatcher:
 
 
 def _write_specs_file(specs: pa.Table, path: str) -> None:
-    """The rows workers read: uncompressed Arrow, which they map into memory as it is."""
-    table = specs.select(["sort_index", SPEC_COLUMN])
+    """The rows workers read (each spec's JSON or its columns): uncompressed Arrow, which
+    they map into memory as it is."""
+    table = specs.drop_columns([ROW_COLUMN])
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)

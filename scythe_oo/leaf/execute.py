@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,7 @@ class RunContext:
 
 def run_batch(
     cls: AnyExperiment,
-    specs: Sequence[ExperimentInputSpec],
+    specs: Iterable[ExperimentInputSpec],
     run: RunContext,
     *,
     retries: int,

@@ -2,7 +2,8 @@
 
 The index columns (experiment_id, sort_index, root_workflow_run_id, the indexed inputs and the
 computed features) are what every results table is indexed by; the ``__spec__`` column holds
-each spec in the exact JSON form a leaf validates again (inf and NaN included). Writing and
+each spec in the exact JSON form a leaf validates again (inf and NaN included), or null where
+the index columns are the whole spec (a plain model taken as columns: ``spec_columns``). Writing and
 reading the format lives here, so allocate, the tree and the engines agree on it.
 
 Specs are encoded before their run folder exists (so that a value Parquet or JSON cannot hold
@@ -28,7 +29,8 @@ from scythe_oo.definition.schema import ExperimentSchema, FieldKind, FieldPlan, 
 from scythe_oo.definition.spec import ExperimentInputSpec
 
 SPEC_COLUMN = "__spec__"
-"""Column of specs.pq holding each spec as JSON, the exact form leaves re-validate."""
+"""Column of specs.pq holding each spec as JSON, the exact form leaves re-validate; null where
+the spec's columns hold it (read it with ``spec_columns.spec_json``)."""
 
 TAIL_COLUMN = "__tail__"
 """Column of an encoded chunk: each spec's JSON without its opening brace and bookkeeping."""
@@ -59,11 +61,6 @@ def upload_token(number: int) -> str:
 def index_names(specs: pa.Table) -> list[str]:
     """The index columns of a specs table: everything but the spec JSON."""
     return [c for c in specs.column_names if c != SPEC_COLUMN]
-
-
-def spec_json(table: pa.Table) -> list[str]:
-    """Each spec of a specs table, as the JSON a leaf validates."""
-    return [str(s) for s in table.column(SPEC_COLUMN).to_pylist()]
 
 
 @attrs.frozen

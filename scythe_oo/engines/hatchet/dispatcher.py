@@ -30,7 +30,7 @@ from scythe_oo.engines.hatchet.payloads import (
 from scythe_oo.engines.hatchet.spec_rows import row_runs
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
-from scythe_oo.runfolder.specs import spec_json
+from scythe_oo.runfolder.spec_columns import spec_json
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.tree.job import ROW_COLUMN, NodeJob, NodeResult, OutcomeSink
 from scythe_oo.tree.journal import read_batch
@@ -135,7 +135,7 @@ class HatchetDispatcher:
         pending = list(
             zip(
                 specs.column("sort_index").to_pylist(),
-                spec_json(specs),
+                spec_json(self.cls.schema.input_type, specs),
                 specs.column(ROW_COLUMN).to_pylist(),
                 strict=True,
             )

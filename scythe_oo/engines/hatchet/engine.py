@@ -21,7 +21,7 @@ from scythe_oo.engines.hatchet.payloads import NodeTaskInput
 from scythe_oo.engines.hatchet.tasks import hatchet_tasks, register_definitions
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.runfolder.manifest import Manifest
-from scythe_oo.runfolder.specs import spec_json
+from scythe_oo.runfolder.spec_columns import spec_json
 from scythe_oo.runfolder.tables import read_table
 from scythe_oo.storage.base import ArtifactStore
 
@@ -53,7 +53,9 @@ class HatchetEngine:
         register_definitions(tasks)
         description = plan.store.describe()
         if plan.one_off:
-            specs = spec_json(read_table(plan.store, plan.layout.specs))
+            specs = spec_json(
+                plan.experiment.schema.input_type, read_table(plan.store, plan.layout.specs)
+            )
             input_model = tasks.leaf_inputs[plan.experiment.name]
             ref = tasks.leaves[plan.experiment.name].run(
                 input_model(

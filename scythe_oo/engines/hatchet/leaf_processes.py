@@ -24,9 +24,10 @@ import attrs
 import pyarrow as pa
 
 from scythe_oo.definition.base import REGISTRY
-from scythe_oo.engines.hatchet.spec_rows import spec_rows_json
+from scythe_oo.engines.hatchet.spec_rows import spec_rows
 from scythe_oo.engines.local_pool import LeafPool, grace_seconds, mark_batch
 from scythe_oo.leaf.execute import RunContext, run_batch
+from scythe_oo.runfolder.spec_columns import spec_objects
 from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.storage.factory import store_from_description
 from scythe_oo.tree.journal import write_outcomes
@@ -143,16 +144,16 @@ def _store(description: tuple[tuple[str, str], ...]) -> ArtifactStore:
 
 
 def run_leaf_batch(batch: LeafBatch) -> tuple[bytes, str | None, list[str]]:
-    """Process side: validate the batch's specs in one call, run them, journal their
+    """Process side: make the batch's specs in one call, run them, journal their
     outcomes, and send the outcome table back as Arrow IPC (for a batch named by rows, only
     the journal file's key), with the lines they logged."""
     cls = REGISTRY.get(batch.experiment)
     store = _store(tuple(sorted(batch.store.items())))
     run = RunContext(experiment_id=batch.experiment_id, store=store)
-    raw = batch.specs_json
     if batch.rows:
-        raw = spec_rows_json(store, batch.specs_key, list(batch.rows))
-    specs = cls.schema.spec_list.validate_json(raw)
+        specs = spec_objects(cls.schema, spec_rows(store, batch.specs_key, list(batch.rows)))
+    else:
+        specs = cls.schema.spec_list.validate_json(batch.specs_json)
     lines: list[str] = []
     table = run_batch(
         cls,

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from scythe_oo.runfolder.specs import SPEC_COLUMN
 from scythe_oo.runfolder.tables import local_path
 from scythe_oo.storage.base import ArtifactStore
 
@@ -45,16 +45,17 @@ def row_runs(rows: Sequence[int] | np.ndarray) -> RowRuns:
     return [(int(a), int(b)) for a, b in zip(starts, stops, strict=True)]
 
 
-def spec_rows_json(store: ArtifactStore, key: str, runs: RowRuns) -> str:
-    """The specs at ``runs`` of the specs file at ``key``, as one JSON list (the form a
-    leaf batch validates in one call). Only the row groups the runs touch are read."""
+def spec_rows(store: ArtifactStore, key: str, runs: RowRuns) -> pa.Table:
+    """The rows at ``runs`` of the specs file at ``key`` (each spec's JSON or its columns,
+    which ``spec_columns.spec_objects`` makes specs of in one call). Only the row groups the
+    runs touch are read."""
     path = _node_file(store, key)
     parquet = pq.ParquetFile(path)
     metadata = parquet.metadata
     sizes = [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)]
     bounds = np.concatenate(([0], np.cumsum(sizes, dtype=np.int64)))
-    pieces: list[str] = []
-    group, column = -1, None
+    pieces: list[pa.Table] = []
+    group, rows = -1, None
     for start, stop in runs:
         if not 0 <= start < stop <= bounds[-1]:
             raise ValueError(
@@ -66,12 +67,12 @@ def spec_rows_json(store: ArtifactStore, key: str, runs: RowRuns) -> str:
             at = int(np.searchsorted(bounds, row, side="right")) - 1
             if at != group:  # one row group held at a time
                 group = at
-                column = parquet.read_row_group(at, columns=[SPEC_COLUMN]).column(SPEC_COLUMN)
-            assert column is not None
+                rows = parquet.read_row_group(at)
+            assert rows is not None
             end = min(stop, int(bounds[at + 1]))
-            pieces.extend(column.slice(row - int(bounds[at]), end - row).to_pylist())
+            pieces.append(rows.slice(row - int(bounds[at]), end - row))
             row = end
-    return f"[{','.join(pieces)}]"
+    return pa.concat_tables(pieces) if pieces else parquet.schema_arrow.empty_table()
 
 
 def _node_file(store: ArtifactStore, key: str) -> Path:
