@@ -15,11 +15,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from hatchet_sdk.clients.rest.models.v1_task_status import V1TaskStatus
 
 from scythe_oo import HatchetEngine, LocalStore, RecursionPolicy, S3Store
 from scythe_oo.engines.hatchet.dispatcher import INLINE_SPECS
+from scythe_oo.runfolder.specs import SPEC_COLUMN
 from tests.support.counting import CountedInput, Crashy
 from tests.support.counting import executions as counted
 from tests.support.hatchet_experiments import Probe, ProbeInput
@@ -95,6 +99,30 @@ def test_tiny_leaves_travel_as_row_ranges(
         assert r.output["outcomes"] == [] and "/journal/" in r.output["outcomes_key"]
     assert max(len(json.dumps(r.input)) for r in by_rows) < 2048
     assert max(len(json.dumps(r.output)) for r in by_rows) < 2048
+
+
+def test_a_table_of_specs_runs_on_hatchet_from_its_columns(
+    start_worker: StartWorker, s3_store: S3Store
+) -> None:
+    """A sweep given as a DataFrame keeps no JSON in specs.pq: the probes' inline payloads
+    are written from the columns, and the row batches' processes build specs from them."""
+    n = 2000
+    workers = [start_worker("table", slots="4")]
+    frame = pd.DataFrame({"i": range(n), "counter_dir": "", "seconds": 0.0})
+    run = Probe.allocate(
+        frame,
+        store=s3_store,
+        engine=HatchetEngine(split_above=0),
+        recursion=RecursionPolicy(factor=2, max_depth=1),
+    )
+    wait_or_explain(run, 180, *workers)
+    assert run.status == "completed", run.progress()
+    stored = s3_store.get_bytes(run.layout.specs)
+    assert pq.read_table(pa.BufferReader(stored)).column(SPEC_COLUMN).null_count == n
+    account_for_everything(run, n)
+    scalars = run.results.scalars()
+    assert sorted(scalars.index.get_level_values("i")) == list(range(n))
+    assert (scalars["square"] == scalars.index.get_level_values("i") ** 2).all()
 
 
 def wait_until_listed(listed: Callable[[], bool]) -> None:

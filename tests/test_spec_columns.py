@@ -12,7 +12,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ConfigDict, Field, computed_field, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, computed_field, field_validator
 
 from scythe_oo import (
     Experiment,
@@ -23,6 +23,7 @@ from scythe_oo import (
     LocalStore,
     SpecValidationError,
 )
+from scythe_oo.definition.plain import trusted_specs
 from scythe_oo.driver.validate import Problems, validate_chunk
 from scythe_oo.runfolder.spec_columns import (
     column_fields,
@@ -348,3 +349,85 @@ def test_specs_changed_after_construction_are_validated_as_copies_would_be(
     if not expected_problems:
         assert [(s.x, s.n) for s in got] == [(s.x, s.n) for s in expected]
         assert all(type(s.x) is float and type(s.n) is int for s in got)
+
+
+# --------------------------------------------------------------------------------------------
+# Specs built from specs.pq's columns (what workers run)
+# --------------------------------------------------------------------------------------------
+
+
+def _stored(schema: Any, frame: pd.DataFrame) -> pa.Table:
+    """specs.pq's rows for ``frame``, as allocate writes them."""
+    encoded = encode_columns(schema, pa.Table.from_pandas(frame, preserve_index=False))
+    assert encoded is not None
+    return specs_table(schema, encoded, 0, "x/v1.0.0/t", "root", {})
+
+
+def test_specs_built_from_columns_are_separate_objects_equal_to_validated_ones() -> None:
+    frame = pd.DataFrame({"x": [0.5, -0.0, 2.0], "n": [1, 2, 3], "on": [True, False, True]})
+    frame["tag"] = ["a", "b\u00e9", '"c"']
+    stored = _stored(PlainSweep.schema, frame)
+    built = list(spec_objects(PlainSweep.schema, stored))
+    validated = [PlainInput.model_validate_json(text) for text in spec_json(PlainInput, stored)]
+    assert built == validated
+    assert [s.model_dump_json() for s in built] == [s.model_dump_json() for s in validated]
+    built[0].x = 9.0  # a leaf that changes its spec changes only its own
+    built[0].workflow_run_id = "w"
+    assert built[1].x == -0.0 and built[2].workflow_run_id is None
+    assert "workflow_run_id" in built[0].model_fields_set
+    assert "workflow_run_id" not in built[1].model_fields_set
+
+
+class Private(ExperimentInputSpec):
+    x: float
+    _seen: list[float] = PrivateAttr(default_factory=list)
+
+
+class Extra(ExperimentInputSpec):
+    model_config = ConfigDict(extra="allow")
+    x: float
+
+
+class Factory(ExperimentInputSpec):
+    x: float
+    y: float = Field(default_factory=lambda: 1.5)
+
+
+class Keeps(ExperimentOutputSpec):
+    y: float
+
+
+class PrivateSweep(Experiment[Private, Keeps]):
+    name = "tcolumns_private"
+
+    def run(self, spec: Private, ctx: LeafContext) -> Keeps:
+        spec._seen.append(spec.x)
+        return Keeps(y=len(spec._seen) + spec.x)
+
+
+@pytest.mark.parametrize("model", [Private, Extra, Factory])
+def test_a_model_with_more_than_its_fields_gets_specs_validated_from_json(
+    model: type[Any],
+) -> None:
+    """Private attributes, kept extras and default factories are pydantic's to set up: such
+    a model's specs are validated from their JSON, which the columns still give."""
+    columns: dict[str, list[Any]] = {"sort_index": [0, 1], "x": [1.0, 2.0]}
+    assert trusted_specs(model, columns) is None
+
+
+def test_a_private_attribute_is_set_up_for_each_spec_of_a_frame(store: LocalStore) -> None:
+    run = PrivateSweep.allocate(
+        pd.DataFrame({"x": [1.0, 2.0, 3.0]}), store=store, engine=LocalEngine(max_workers=1)
+    )
+    scalars = run.wait(timeout=60).results.scalars()
+    assert list(scalars["y"]) == [2.0, 3.0, 4.0]  # each spec's own, empty list
+
+
+def test_a_leaf_of_a_frame_replays_from_its_columns(store: LocalStore, tmp_path: Path) -> None:
+    frame = pd.DataFrame({"x": [0.25, 4.0], "n": [3, 4], "on": [False, True], "tag": ["p", "q"]})
+    run = PlainSweep.allocate(frame, store=store, engine=LocalEngine(max_workers=1))
+    run.wait(timeout=60)
+    stored = pd.read_parquet(store.root / run.layout.specs)
+    assert stored["__spec__"].isna().all()  # the columns are the specs
+    again = run.replay(1, scratch=tmp_path / "scratch")
+    assert again.ok and again.scalars == {"y": 9.0, "size": 5}

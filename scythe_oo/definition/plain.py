@@ -6,7 +6,7 @@ nothing around its fields (validators, serializers, a post-init, computed fields
 that rewrite strings), checking each value's type and bounds is the whole of validating it,
 and the framework can do that cheaply: a column at a time for a table of specs
 (``runfolder.spec_columns``), and one ``type() is`` per value for a spec or a leaf's output
-that validating again would not change (``holds_exactly``, used by ``driver.validate`` and
+that validating again would not change (``exactness``, used by ``driver.validate`` and
 ``leaf.execute``). The same holds the other way: values that were checked once and kept
 exactly (a specs file's columns) make the spec again without a second check
 (``trusted_specs``).
@@ -137,19 +137,37 @@ def _bounds(kind: Any, metadata: list[Any]) -> tuple[tuple[str, int | float], ..
     return tuple(found)
 
 
-def holds_exactly(values: Mapping[str, Any], fields: tuple[PlainField, ...]) -> bool:
-    """Whether each field's value in ``values`` (a model's ``__dict__``) has exactly the
-    field's type and is within its bounds: then validating it would return it unchanged.
-    False for anything else (a subclass of ``str``, an ``int`` in a ``float`` field, a value
-    set after construction that breaks a bound), which must be validated."""
-    for field in fields:
-        value = values.get(field.name)
-        if type(value) is not field.kind:
+def exactness(fields: tuple[PlainField, ...]) -> Callable[[Mapping[str, Any]], bool]:
+    """A test of whether each field's value in a mapping (a model's ``__dict__``) has exactly
+    the field's type and is within its bounds: then validating it would return it
+    unchanged. It fails for anything else (a subclass of ``str``, an ``int`` in a ``float``
+    field, a value set after construction that breaks a bound), which must be validated.
+    Built once per batch and run per spec or output, so its common case is a few calls into
+    C: one lookup of every value, one comparison of their types."""
+    names = tuple(field.name for field in fields)
+    kinds = tuple(field.kind for field in fields)
+    fetch = operator.itemgetter(*names) if len(names) > 1 else _one(names)
+    bounded = tuple(
+        (at, _HOLDS[bound], operand)
+        for at, field in enumerate(fields)
+        for bound, operand in field.bounds
+    )
+
+    def holds(values: Mapping[str, Any]) -> bool:
+        try:
+            found = fetch(values)
+        except KeyError:
             return False
-        for bound, operand in field.bounds:
-            if not _HOLDS[bound](value, operand):
-                return False
-    return True
+        if tuple(map(type, found)) != kinds:
+            return False
+        return all(test(found[at], operand) for at, test, operand in bounded)
+
+    return holds
+
+
+def _one(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """``itemgetter`` of one name (or none) that still returns a tuple."""
+    return lambda values: tuple(values[name] for name in names)
 
 
 def trusted_specs(

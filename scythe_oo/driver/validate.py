@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.definition.errors import SpecValidationError
-from scythe_oo.definition.plain import holds_exactly, plain_inputs
+from scythe_oo.definition.plain import exactness, plain_inputs
 from scythe_oo.definition.schema import (
     FAILURE_COLUMN_NAMES,
     INDEX_PREFIX,
@@ -72,8 +72,9 @@ def validate_chunk(
     after adding a problem for each invalid one. Either way they are only read."""
     input_type = cls.schema.input_type
     fields = plain_inputs(input_type)
-    if fields is not None and all(
-        type(item) is input_type and holds_exactly(item.__dict__, fields) for item in chunk
+    holds = None if fields is None else exactness(fields)
+    if holds is not None and all(
+        type(item) is input_type and holds(item.__dict__) for item in chunk
     ):
         # Each already holds exactly what validating a copy would make of it: read from here
         # on, never changed. Revalidating cost a quarter of allocate for 10^5 such specs.

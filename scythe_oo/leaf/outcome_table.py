@@ -14,14 +14,15 @@ the error (type, message, traceback, the last lines the leaf logged), ``attempts
 from __future__ import annotations
 
 import json
+import operator
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import pyarrow as pa
 
 from scythe_oo.definition.redact import redact
-from scythe_oo.definition.schema import ExperimentSchema, FieldPlan, typed_column
+from scythe_oo.definition.schema import ExperimentSchema, typed_column
 from scythe_oo.leaf.outcome import MESSAGE_LIMIT, TRACEBACK_LIMIT, LeafOutcome, clip
 from scythe_oo.runfolder.layout import leaf_id
 
@@ -60,8 +61,15 @@ class OutcomeRecorder:
 
     def __init__(self, schema: ExperimentSchema) -> None:
         self.schema = schema
+        self.plans = (*schema.scalar_outputs, *schema.file_outputs)
+        names = [plan.name for plan in self.plans]
+        self.fetch: Callable[[dict[str, Any]], Any] = (
+            operator.itemgetter(*names)
+            if len(names) > 1
+            else lambda values: tuple(values[name] for name in names)
+        )
         self.sort_index: list[int] = []
-        self.outputs: list[Any] = []  # the validated output's values by name, or None
+        self.outputs: list[tuple[Any, ...] | None] = []  # each output's values, in plan order
         self.dataframes: list[str | None] = []
         self.error_type: list[str | None] = []
         self.error_message: list[str | None] = []
@@ -87,7 +95,7 @@ class OutcomeRecorder:
         self.sort_index.append(sort_index)
         # Its values as they are now: the output may be the very object ``run`` returned,
         # which the user's code could change after (reused for the next leaf, say).
-        self.outputs.append(dict(output.__dict__))
+        self.outputs.append(self.fetch(output.__dict__))
         self.dataframes.append(json.dumps(dataframes) if dataframes else None)
         self.error_type.append(None)
         self.error_message.append(None)
@@ -132,8 +140,11 @@ class OutcomeRecorder:
             pa.array(self.sort_index, type=pa.int64()),
             pa.array([o is not None for o in outputs], type=pa.bool_()),
         ]
-        for plan in (*self.schema.scalar_outputs, *self.schema.file_outputs):
-            columns.append(_output_column(plan, outputs))
+        failed = (None,) * len(self.plans)
+        # Rows to columns in one call: zip transposes the tuples in C.
+        values = list(zip(*(failed if o is None else o for o in outputs), strict=True))
+        for at, plan in enumerate(self.plans):
+            columns.append(typed_column(plan, list(values[at]) if values else []))
         n = len(outputs)
         columns += [
             pa.array(self.dataframes, type=pa.string()),
@@ -148,11 +159,6 @@ class OutcomeRecorder:
             pa.array(self.log_tail, type=pa.string()),
         ]
         return pa.Table.from_arrays(columns, schema=outcome_schema(self.schema))
-
-
-def _output_column(plan: FieldPlan, outputs: Sequence[Any]) -> pa.Array:
-    name = plan.name
-    return typed_column(plan, [None if o is None else o[name] for o in outputs])
 
 
 def outcome_table(schema: ExperimentSchema, outcomes: Iterable[LeafOutcome]) -> pa.Table:
