@@ -431,3 +431,40 @@ def test_a_leaf_of_a_frame_replays_from_its_columns(store: LocalStore, tmp_path:
     assert stored["__spec__"].isna().all()  # the columns are the specs
     again = run.replay(1, scratch=tmp_path / "scratch")
     assert again.ok and again.scalars == {"y": 9.0, "size": 5}
+
+
+def test_plain_specs_from_a_generator_keep_json_only_where_a_float_is_not_finite() -> None:
+    """The row path drops the JSON as the column path does, except for a chunk holding inf
+    or NaN, which only JSON keeps as pydantic reads it; a batch across both kinds of chunk
+    is made of the same specs either way."""
+    schema = PlainSweep.schema
+    finite = [PlainInput(x=0.5 * i, n=i, on=True, tag="t") for i in range(3)]
+    odd = [
+        PlainInput(x=math.inf, n=3, on=False, tag="u"),
+        PlainInput(x=math.nan, n=4, on=False, tag="v"),
+    ]
+    plain = encode_chunk(schema, finite, [], 0)
+    kept = encode_chunk(schema, odd, [], 3)
+    assert plain.column(TAIL_COLUMN).null_count == 3 and kept.column(TAIL_COLUMN).null_count == 0
+    stored = pa.concat_tables(
+        [
+            specs_table(schema, plain, 0, "x/v1.0.0/t", "root", {}),
+            specs_table(schema, kept, 3, "x/v1.0.0/t", "root", {}),
+        ]
+    )
+    texts = [PlainInput.model_validate_json(text) for text in spec_json(PlainInput, stored)]
+    assert [(t.n, math.isnan(t.x) or t.x) for t in texts] == [
+        (0, 0.0),
+        (1, 0.5),
+        (2, 1.0),
+        (3, math.inf),
+        (4, True),
+    ]
+    for window in (stored, stored.slice(2, 2), stored.slice(0, 3), stored.slice(3, 2)):
+        made = list(spec_objects(schema, window))
+        first = window.column("sort_index")[0].as_py()
+        want = (finite + odd)[first : first + window.num_rows]
+        assert len(made) == window.num_rows
+        for got, spec in zip(made, want, strict=True):
+            assert _bits(got.x) == _bits(spec.x) and (got.n, got.tag) == (spec.n, spec.tag)
+            assert got.sort_index == spec.n and got.experiment_id == "x/v1.0.0/t"

@@ -25,6 +25,7 @@ import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scythe_oo.definition.plain import plain_inputs
 from scythe_oo.definition.schema import ExperimentSchema, FieldKind, FieldPlan, typed_column
 from scythe_oo.definition.spec import ExperimentInputSpec
 
@@ -99,10 +100,27 @@ def encode_chunk(
         rows = [spec.computed_features for spec in specs]
         for name in computed:
             columns[name] = _feature(name, [_plain(row[name]) for row in rows], first, found)
-    columns[TAIL_COLUMN] = _tails(schema, specs, first, tokens, found)
+    if not found and not computed and _columns_hold_specs(schema, columns):
+        columns[TAIL_COLUMN] = pa.nulls(len(specs), pa.string())  # see spec_columns
+    else:
+        columns[TAIL_COLUMN] = _tails(schema, specs, first, tokens, found)
     if found:
         raise UnstorableValues(found)
     return pa.table(columns)
+
+
+def _columns_hold_specs(schema: ExperimentSchema, columns: Mapping[str, pa.Array]) -> bool:
+    """Whether a chunk's index columns are the whole of its specs, so that it needs no JSON:
+    every field of a plain model is a column, and every float is finite (the JSON written
+    from the columns keeps inf and NaN only as the row path writes them)."""
+    fields = plain_inputs(schema.input_type)
+    if fields is None or set(columns) != {field.name for field in fields}:
+        return False
+    return all(
+        pc.all(pc.is_finite(columns[field.name])).as_py() is not False
+        for field in fields
+        if field.kind is float
+    )
 
 
 def _column(plan: FieldPlan, values: list[Any], first: int, found: list[Unstorable]) -> pa.Array:
