@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scythe_oo.definition.plain import plain_inputs, trusted_specs
-from scythe_oo.definition.schema import ExperimentSchema, FieldKind
+from scythe_oo.definition.schema import INDEX_PREFIX, ExperimentSchema, FieldKind
 from scythe_oo.definition.spec import ExperimentInputSpec
-from scythe_oo.runfolder.specs import SPEC_COLUMN, TAIL_COLUMN
+from scythe_oo.runfolder.specs import SPEC_COLUMN, TAIL_COLUMN, json_heads
 
 _ARROW_TYPES: Mapping[type, pa.DataType] = {
     float: pa.float64(),
@@ -129,10 +129,6 @@ def encode_columns(schema: ExperimentSchema, table: pa.Table) -> pa.Table | None
     return pa.table(columns)
 
 
-_HEAD = ("experiment_id", "root_workflow_run_id", "sort_index")
-"""The bookkeeping fields a spec's JSON starts with (as ``specs.specs_table`` writes them)."""
-
-
 def spec_json(input_type: type[ExperimentInputSpec], table: pa.Table) -> list[str]:
     """Each spec of a specs table (specs.pq, a node's share of it, or rows of either) as the
     JSON a leaf validates: its ``__spec__``, or, where that is null (a spec allocate took as
@@ -150,7 +146,7 @@ def spec_objects(schema: ExperimentSchema, table: pa.Table) -> Iterable[Any]:
     rows = table.num_rows
     if rows and table.column(SPEC_COLUMN).null_count == rows:
         fields = column_fields(schema.input_type) or ()
-        names = (*_HEAD, *(f.name for f in fields))
+        names = (*INDEX_PREFIX, *(f.name for f in fields))
         if fields and all(name in table.column_names for name in names):
             built = trusted_specs(
                 schema.input_type, {name: table.column(name).to_pylist() for name in names}
@@ -167,7 +163,9 @@ def _rebuilt(input_type: type[ExperimentInputSpec], table: pa.Table) -> pa.Array
         []
         if fields is None
         else [
-            name for name in (*_HEAD, *(f.name for f in fields)) if name not in table.column_names
+            name
+            for name in (*INDEX_PREFIX, *(f.name for f in fields))
+            if name not in table.column_names
         ]
     )
     if fields is None or missing:
@@ -177,18 +175,8 @@ def _rebuilt(input_type: type[ExperimentInputSpec], table: pa.Table) -> pa.Array
             "was it written by another version of the experiment?"
         )
     typed = {f.name: table.column(f.name).combine_chunks() for f in fields}
-    experiment, root = (_json_texts(table.column(name)) for name in _HEAD[:2])
-    index = table.column("sort_index").combine_chunks().cast(pa.string())
-    head = ('{"experiment_id":', experiment, ',"root_workflow_run_id":', root, ',"sort_index":')
-    return pc.binary_join_element_wise(*head, index, _tails(fields, typed, table.num_rows), "")
-
-
-def _json_texts(column: pa.ChunkedArray) -> pa.Array:
-    """A column of strings (nulls included) as JSON values: each distinct value is encoded
-    once, as a run's ids repeat on every row."""
-    distinct = pc.unique(column)
-    texts = pa.array([json.dumps(value) for value in distinct.to_pylist()], pa.string())
-    return texts.take(pc.index_in(column, value_set=distinct, skip_nulls=False))
+    heads = json_heads({name: table.column(name) for name in INDEX_PREFIX})
+    return pc.binary_join_element_wise(heads, _tails(fields, typed, table.num_rows), "")
 
 
 def _tails(fields: tuple[ColumnField, ...], typed: dict[str, pa.Array], rows: int) -> pa.Array:

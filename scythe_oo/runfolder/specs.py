@@ -26,7 +26,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from scythe_oo.definition.plain import plain_inputs
-from scythe_oo.definition.schema import ExperimentSchema, FieldKind, FieldPlan, typed_column
+from scythe_oo.definition.schema import (
+    INDEX_PREFIX,
+    ExperimentSchema,
+    FieldKind,
+    FieldPlan,
+    typed_column,
+)
 from scythe_oo.definition.spec import ExperimentInputSpec
 
 SPEC_COLUMN = "__spec__"
@@ -256,18 +262,13 @@ def specs_table(
     spec's position are spliced into the encoded JSON, column-wise, and upload tokens become
     the uploaded files' URIs."""
     n = encoded.num_rows
-    head = (
-        f'{{"experiment_id":{json.dumps(experiment_id)},"root_workflow_run_id":{json.dumps(run_id)}'
-        ',"sort_index":'
-    )
-    sort_index = pa.array(range(start, start + n), type=pa.int64())
-    tails = encoded.column(TAIL_COLUMN).combine_chunks()
-    payloads = pc.binary_join_element_wise(head, pc.cast(sort_index, pa.string()), tails, "")
     columns: dict[str, Any] = {
         "experiment_id": pa.array([experiment_id] * n, type=pa.string()),
-        "sort_index": sort_index,
+        "sort_index": pa.array(range(start, start + n), type=pa.int64()),
         "root_workflow_run_id": pa.array([run_id] * n, type=pa.string()),
     }
+    tails = encoded.column(TAIL_COLUMN).combine_chunks()
+    payloads = pc.binary_join_element_wise(json_heads(columns), tails, "")
     kinds = {plan.name: plan.kind for plan in schema.file_inputs}
     for name in encoded.column_names:
         if name == TAIL_COLUMN:
@@ -279,6 +280,29 @@ def specs_table(
         columns[name] = column
     columns[SPEC_COLUMN] = _with_uris(payloads, uploaded, as_json=True) if uploaded else payloads
     return pa.table(columns)
+
+
+def json_heads(columns: Mapping[str, Any]) -> pa.Array:
+    """Each spec's JSON up to its own fields: the bookkeeping allocate fills in (the
+    ``INDEX_PREFIX`` columns of ``columns``), the same whenever a spec's JSON is written."""
+    experiment_id, sort_index, root = (columns[name] for name in INDEX_PREFIX)
+    return pc.binary_join_element_wise(
+        '{"experiment_id":',
+        _json_texts(experiment_id),
+        ',"root_workflow_run_id":',
+        _json_texts(root),
+        ',"sort_index":',
+        pc.cast(sort_index, pa.string()),
+        "",
+    )
+
+
+def _json_texts(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """A column of strings (nulls included) as JSON values: each distinct value is encoded
+    once, as a run's ids repeat on every row."""
+    distinct = pc.unique(column)
+    texts = pa.array([json.dumps(value) for value in distinct.to_pylist()], pa.string())
+    return texts.take(pc.index_in(column, value_set=distinct, skip_nulls=False))
 
 
 def _with_uris(column: Any, uploaded: Mapping[str, str], *, as_json: bool) -> pa.Array:
