@@ -33,9 +33,11 @@ from scythe_oo import (
     LocalEngine,
     LocalStore,
     NotIndexed,
+    SpecValidationError,
 )
 from scythe_oo.definition.space import Dimension, DimensionKind
 from scythe_oo.driver.sample_file import read_sample_file, write_sample_file
+from scythe_oo.driver.sources import ColumnChunk, spec_chunks
 
 pytestmark = [
     pytest.mark.usefixtures("isolated_registry"),
@@ -443,6 +445,49 @@ def test_allocate_records_the_design_and_the_code_version(tmp_path: Path) -> Non
     # a hand-made list has no design
     plain = [Plain(x=0.5, mode="a", weather=weather)]
     assert Doubling.allocate(plain, store=store).wait().manifest().design is None
+
+
+class Unit(ExperimentInputSpec):
+    """Plain fields only: allocate takes its sampled chunks as columns."""
+
+    x: float = Field(ge=0, le=1)
+    n: int = Field(ge=1, le=5)
+    label: str = "held"
+
+
+def test_a_plain_models_sampled_chunks_are_allocated_as_columns(tmp_path: Path) -> None:
+    """No spec object is made per row, and the run holds exactly the specs the chunks make."""
+
+    class Summing(Experiment[Unit, TinyOut]):
+        def run(self, spec: Unit, ctx: LeafContext) -> TinyOut:
+            return TinyOut(y=spec.x + spec.n)
+
+    chunks = Unit.sample(300, "lhs", seed=2, fixed={"n": 3}, chunk_size=64)
+    taken = list(spec_chunks(Summing, chunks))
+    assert all(isinstance(chunk, ColumnChunk) for chunk in taken)
+    assert sum(len(chunk) for chunk in taken) == 300
+    store = LocalStore(tmp_path / "store")
+    run = Summing.allocate(chunks, store=store, engine=LocalEngine(max_workers=1)).wait()
+    assert run.manifest().design == chunks.design.to_dict()
+    stored = pd.read_parquet(store.root / run.layout.specs)
+    assert stored["__spec__"].isna().all()  # taken as columns: no JSON, no objects
+    made = [(s.x, s.n, s.label) for s in chunks.specs()]
+    assert list(zip(stored["x"], stored["n"], stored["label"], strict=True)) == made
+    scalars = run.results.scalars().reset_index()
+    assert list(scalars["y"]) == [x + n for x, n, _ in made]
+
+
+def test_a_pinned_value_columns_cannot_hold_is_checked_spec_by_spec(tmp_path: Path) -> None:
+    class Holding(Experiment[Unit, TinyOut]):
+        def run(self, spec: Unit, ctx: LeafContext) -> TinyOut:
+            return TinyOut(y=spec.x)
+
+    chunks = Unit.sample(10, "lhs", fixed={"n": 2**70}, chunk_size=4)  # beyond int64
+    assert not any(isinstance(chunk, ColumnChunk) for chunk in spec_chunks(Holding, chunks))
+    store = LocalStore(tmp_path / "store")
+    with pytest.raises(SpecValidationError, match=r"spec #9: field 'n': Input should be less"):
+        Holding.allocate(chunks, store=store)
+    assert list(store.list_keys("")) == []
 
 
 class Plain(ExperimentInputSpec):

@@ -86,10 +86,26 @@ class SpecChunks(Generic[M]):
     it is; ``list(chunks.specs())`` or ``chunks.to_list()`` materialises it.
     """
 
-    def __init__(self, produce: Callable[[], Iterator[list[M]]], n: int, design: Design) -> None:
+    def __init__(
+        self,
+        produce: Callable[[], Iterator[list[M]]],
+        n: int,
+        design: Design,
+        *,
+        model: type[M] | None = None,
+        columns: Callable[[], Iterator[dict[str, Any]]] | None = None,
+    ) -> None:
         self._produce = produce
         self.n = n
         self.design = design
+        self.model = model
+        self._columns = columns
+
+    def column_blocks(self) -> Iterator[dict[str, Any]] | None:
+        """The same sweep as blocks of columns (each field's values, by name, as the
+        sampler drew them), which ``allocate`` takes as a table when the model is plain,
+        without building one object per spec; None where there are none (a file's specs)."""
+        return None if self._columns is None else self._columns()
 
     def __iter__(self) -> Iterator[list[M]]:
         return self._produce()

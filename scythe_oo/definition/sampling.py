@@ -99,9 +99,22 @@ def sample_specs(
             yield _specs(model, space, block, first)
             first += len(block[0]) if block else 0
 
+    def columns() -> Iterator[dict[str, Any]]:
+        blocks = (
+            _grid_blocks(grid, total, rows)
+            if method == "grid"
+            else _unit_blocks(method, total, len(space.dimensions), seed, rows)
+        )
+        for block in blocks:
+            yield _block_columns(model, space, block)
+
     if chunk_size is None:
         return SampledSpecs((spec for chunk in produce() for spec in chunk), design)
-    return SpecChunks(produce, n, design)
+    # The columns are only of use to allocate for a plain model (it checks, and takes them
+    # as it takes a table's); a sweep with nothing sampled stays a list of specs.
+    return SpecChunks(
+        produce, n, design, model=model, columns=columns if space.dimensions else None
+    )
 
 
 # --------------------------------------------------------------------------- unit points
@@ -237,6 +250,21 @@ def _specs(model: type[M], space: DesignSpace, block: list[Any], first: int) -> 
     except ValidationError as exc:
         raise _invalid(model, exc, first) from None
     return specs
+
+
+def _block_columns(model: type[BaseModel], space: DesignSpace, block: list[Any]) -> dict[str, Any]:
+    """One block as every field's values (sampled, pinned, or the field's default): what
+    ``_specs`` validates, as columns."""
+    count = len(block[0]) if block else 0
+    columns: dict[str, Any] = {
+        d.name: d.from_unit(block[j]) if isinstance(block[j], np.ndarray) else block[j]
+        for j, d in enumerate(space.dimensions)
+    }
+    for name, value in space.fixed.items():
+        columns[name] = [value] * count
+    for name in space.defaults:
+        columns[name] = [model.model_fields[name].get_default(call_default_factory=True)] * count
+    return columns
 
 
 def _invalid(model: type[BaseModel], exc: ValidationError, first: int) -> DesignError:

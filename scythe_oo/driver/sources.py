@@ -21,9 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from scythe_oo.definition.base import AnyExperiment
+from scythe_oo.definition.design import SpecChunks
 from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.spec import ExperimentInputSpec
-from scythe_oo.runfolder.spec_columns import takes_columns
+from scythe_oo.runfolder.spec_columns import column_fields, takes_columns
 
 CHUNK_ROWS = 4096
 """Specs validated and encoded per step: few enough that no copy of a large sweep is held."""
@@ -75,6 +76,16 @@ def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Itera
     if isinstance(specs, pa.Table):
         yield from _arrow_chunks(cls, specs.schema, specs.to_batches(max_chunksize=rows))
         return
+    blocks = _sampled_columns(cls, specs)
+    if blocks is not None:
+        for block in blocks:
+            try:
+                table = pa.table(block)
+            except _ARROW_ERRORS:  # a pinned value Arrow cannot hold: validate it row by row
+                yield from _rechunked(iter(_block_rows(block)), rows)
+                continue
+            yield from _arrow_chunks(cls, table.schema, table.to_batches(max_chunksize=rows))
+        return
     if isinstance(specs, str | bytes | Mapping) or not isinstance(specs, Iterable):
         raise SpecValidationError(
             f"{cls.name}.allocate expects a {cls.schema.input_type.__name__}, a sequence or "
@@ -88,6 +99,34 @@ def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Itera
             yield list(specs[start : start + rows])
         return
     yield from _rechunked(_items(specs, rows), rows)
+
+
+def _sampled_columns(cls: AnyExperiment, specs: Any) -> Iterator[dict[str, Any]] | None:
+    """The sampler's chunked output for this experiment's plain model, as blocks of columns
+    (see ``SpecChunks.column_blocks``): taken as a table's, with no spec object per row."""
+    input_type: type[ExperimentInputSpec] = cls.schema.input_type
+    if (
+        not isinstance(specs, SpecChunks)
+        or column_fields(input_type) is None
+        or specs.model is not input_type
+    ):
+        return None
+    return specs.column_blocks()
+
+
+def _block_rows(block: dict[str, Any]) -> list[dict[str, Any]]:
+    names = list(block)
+    return [dict(zip(names, values, strict=True)) for values in zip(*block.values(), strict=True)]
+
+
+_ARROW_ERRORS = (
+    pa.ArrowInvalid,
+    pa.ArrowTypeError,
+    pa.ArrowNotImplementedError,
+    OverflowError,
+    TypeError,
+    ValueError,
+)
 
 
 def _items(specs: Iterable[Any], rows: int) -> Iterator[Any]:
@@ -133,7 +172,7 @@ def _frame_columns(cls: AnyExperiment, frame: pd.DataFrame, rows: int) -> Iterat
         frame = frame.reset_index()
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, ValueError):
+    except _ARROW_ERRORS:
         table = None  # mixed objects in a column, say: the row path names them
     if table is None or not takes_columns(cls.schema, table.schema):
         yield from _frame_chunks(frame, rows)
