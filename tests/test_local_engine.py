@@ -377,3 +377,49 @@ def test_default_store_is_scythe_data_in_cwd(
     )
     run.wait(timeout=60)
     assert run.uri.startswith((tmp_path / "scythe-data").resolve().as_uri())
+
+
+class GatedInput(ExperimentInputSpec):
+    gate: str
+
+
+class GatedOutput(ExperimentOutputSpec):
+    waited: float
+
+
+class Gated(Experiment[GatedInput, GatedOutput]):
+    """Each leaf waits for its gate file, so a test acts while the run is surely unfinished."""
+
+    name = "tlocal_gated"
+
+    def run(self, spec: GatedInput, ctx: LeafContext) -> GatedOutput:
+        started = time.monotonic()
+        while not Path(spec.gate).exists():
+            if time.monotonic() - started > 60:
+                raise TimeoutError("the test never opened the gate")
+            time.sleep(0.01)
+        return GatedOutput(waited=time.monotonic() - started)
+
+
+def test_a_finishing_run_sweeps_what_an_interrupted_writer_left_in_its_folder(
+    tmp_path: Path,
+) -> None:
+    store = LocalStore(root=tmp_path / "store")
+    gate = tmp_path / "gate"
+    run = Gated.allocate(
+        [GatedInput(gate=str(gate)) for _ in range(2)],
+        store=store,
+        engine=LocalEngine(max_workers=1),
+    )
+    folder = store.path_of(run.layout.root)
+    stale = folder / "final" / ".scalars.pq.abc123.tmp"  # a killed attempt's staged table
+    fresh = folder / "logs" / ".leaf.log.def456.tmp"  # a writer that may still be at work
+    for path in (stale, fresh):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"half a file")
+    os.utime(stale, (1, 1))
+    gate.touch()
+    run.wait(timeout=60, progress=False)
+    assert run.status == "completed"
+    assert not stale.exists() and fresh.exists()
+    assert len(run.results.scalars()) == 2

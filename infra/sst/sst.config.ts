@@ -39,6 +39,23 @@ export default $config({
     const bucket = existing
       ? { name: $util.output(existing), arn: aws.s3.getBucketOutput({ bucket: existing }).arn }
       : new sst.aws.Bucket("Storage");
+    if (!existing) {
+      // A worker killed mid-upload leaves an incomplete multipart upload: invisible, and billed
+      // until aborted. The workers may not abort uploads themselves (see permissions below), so
+      // the bucket does it a day later. Not set on an existing bucket: a lifecycle
+      // configuration replaces the bucket's own rules (add this rule to them yourself).
+      new aws.s3.BucketLifecycleConfigurationV2("StorageLifecycle", {
+        bucket: bucket.name,
+        rules: [
+          {
+            id: "abort-incomplete-uploads",
+            status: "Enabled",
+            filter: {},
+            abortIncompleteMultipartUpload: { daysAfterInitiation: 1 },
+          },
+        ],
+      });
+    }
 
     // The worker token, from `sst secret set HATCHET_CLIENT_TOKEN ...`; ECS reads it from an SSM
     // SecureString at task start, so it never appears in the task definition.

@@ -62,6 +62,18 @@ class ArtifactStore(Protocol):
         ...
 
 
+@runtime_checkable
+class SweepsStaged(Protocol):
+    """A store that can remove what a writer killed mid-write left under a prefix: a local
+    store's temporary siblings, an S3 bucket's incomplete multipart uploads (invisible, and
+    billed until aborted). Optional: a run's finalize calls it on stores that have it."""
+
+    def sweep_staged(self, prefix: str, older_than: float) -> int:
+        """Remove what was staged under ``prefix`` more than ``older_than`` seconds ago and
+        never completed (a writer still at work keeps its own); return how many."""
+        ...
+
+
 def join_key(*parts: str) -> str:
     """Join key parts with '/', ignoring empty parts and duplicate slashes."""
     return "/".join(p.strip("/") for p in parts if p and p.strip("/"))

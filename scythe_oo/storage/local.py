@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -103,6 +105,20 @@ class LocalStore:
             if path.is_file() and not path.name.endswith(atomic.TMP_SUFFIX)
         )
         yield from keys
+
+    def sweep_staged(self, prefix: str, older_than: float) -> int:
+        """Delete the temporary siblings (``.<name>.*.tmp``) under ``prefix`` that a killed
+        writer left, once they are ``older_than`` seconds old."""
+        base = self.path_of(prefix) if prefix else self.root
+        if not base.is_dir():
+            return 0
+        cutoff, swept = time.time() - older_than, 0
+        for path in base.rglob(f".*{atomic.TMP_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):  # its writer finished meanwhile
+                if path.is_file() and path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    swept += 1
+        return swept
 
     def list_dirs(self, prefix: str) -> list[str]:
         base = self.path_of(prefix) if prefix else self.root

@@ -8,6 +8,7 @@ AWS_ENDPOINT_URL_S3, profiles), so real AWS, MinIO and moto all work without cod
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import time
 from collections.abc import Callable, Iterator
@@ -186,6 +187,27 @@ class S3Store:
         except boto_errors() as exc:
             raise store_error_from_boto(exc, self._uri_of_full(full), "checking") from exc
         return True
+
+    def sweep_staged(self, prefix: str, older_than: float) -> int:
+        """Abort the multipart uploads under ``prefix`` begun more than ``older_than`` seconds
+        ago: an upload whose process was killed is never completed, and S3 bills its parts
+        until it is aborted."""
+        full = self._list_prefix(prefix)
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than)
+        client, swept = s3_client(), 0
+        try:
+            for page in client.get_paginator("list_multipart_uploads").paginate(
+                Bucket=self.bucket, Prefix=full
+            ):
+                for upload in page.get("Uploads", []):
+                    if upload["Initiated"] < cutoff:
+                        client.abort_multipart_upload(
+                            Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                        )
+                        swept += 1
+        except boto_errors() as exc:
+            raise store_error_from_boto(exc, self.uri(prefix), "sweeping") from exc
+        return swept
 
     def list_keys(self, prefix: str) -> Iterator[str]:
         full = self._list_prefix(prefix)

@@ -8,18 +8,22 @@ and the manifest last, so a reader who sees a completed status always finds ever
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import attrs
 import pyarrow as pa
 
+from scythe_oo.definition.errors import StoreError
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.runfolder.manifest import Manifest, ManifestFile
 from scythe_oo.runfolder.tables import dataframe_index_levels, open_parquet, pandas_index_metadata
-from scythe_oo.storage.base import ArtifactStore
+from scythe_oo.storage.base import ArtifactStore, SweepsStaged
 from scythe_oo.tree.collector import DATAFRAME_PREFIX, FAILURE_COLUMNS
 from scythe_oo.tree.gather import copy_parquet
 from scythe_oo.tree.job import NodeResult
+
+log = logging.getLogger("scythe_oo.tree")
 
 
 @attrs.frozen
@@ -70,4 +74,24 @@ def finalize_run(store: ArtifactStore, layout: RunLayout, root: NodeResult) -> M
                 copy_parquet(
                     parquet, store, layout.final(shape.name), shape.columns, shape.metadata
                 )
+    _sweep(store, layout)
     return ManifestFile(store, layout).finished(root.succeeded, root.failed)
+
+
+STAGED_GRACE_SECONDS = 600.0
+"""How old a staged file or upload must be before a finishing run removes it: one its
+writer is still at work on (a leaf log's last flush, say) is younger."""
+
+
+def _sweep(store: ArtifactStore, layout: RunLayout) -> None:
+    """Remove what killed writers staged in the run's folder (an interrupted attempt's
+    temporary files, incomplete uploads). Never a reason for the run not to finish."""
+    if not isinstance(store, SweepsStaged):
+        return
+    try:
+        swept = store.sweep_staged(layout.root, STAGED_GRACE_SECONDS)
+    except (StoreError, OSError) as exc:  # a worker role may not abort uploads (see deploy.md)
+        log.info("staged leftovers of %s not swept: %s", store.uri(layout.root), exc)
+        return
+    if swept:
+        log.info("swept %d staged leftover(s) of %s", swept, store.uri(layout.root))

@@ -170,6 +170,18 @@ declare namespace aws {
       readonly bucket: string;
       readonly region: string;
     }
+    interface BucketLifecycleConfigurationV2Rule {
+      id: $util.Input<string>;
+      status: $util.Input<"Enabled" | "Disabled">;
+      filter?: $util.Input<{ prefix?: $util.Input<string> }>;
+      abortIncompleteMultipartUpload?: $util.Input<{ daysAfterInitiation?: $util.Input<number> }>;
+    }
+    class BucketLifecycleConfigurationV2 {
+      constructor(
+        name: string,
+        args: { bucket: $util.Input<string>; rules: $util.Input<BucketLifecycleConfigurationV2Rule[]> },
+      );
+    }
     // Pulumi lifts the properties of an Output's value onto the Output itself.
     function getBucketOutput(args: { bucket: $util.Input<string> }): $util.Output<GetBucketResult> & {
       readonly [K in keyof GetBucketResult]: $util.Output<GetBucketResult[K]>;
