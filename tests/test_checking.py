@@ -8,6 +8,7 @@ the same encoded rows in the same order, or the same error listing the same prob
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import re
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -56,6 +58,8 @@ class CheckedInput(ExperimentInputSpec):
             raise KeyError("b is -7")  # not a validation error: it escapes validation
         if value == -13 and os.getpid() != PARENT:
             os._exit(3)  # a helper that dies under a spec
+        if value == -21 and os.getpid() != PARENT:
+            time.sleep(3600)  # a helper stuck, as one forked while a lock was held would be
         return value
 
 
@@ -176,6 +180,39 @@ def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
     first, last = int(found.group(1)), int(found.group(2))
     assert 6 <= first <= 12 and 17 <= last <= 29
     assert "nothing was written" in str(caught.value)
+
+
+def test_a_stuck_helper_stops_allocate_with_the_way_out_instead_of_hanging(
+    tmp_path: Path,
+) -> None:
+    specs: list[Any] = [{"a": 1.0, "b": i} for i in range(30)]
+    specs[14] = {"a": 1.0, "b": -21}
+    others = {child.pid for child in psutil.Process().children()}
+    with pytest.raises(RuntimeError, match=r"no helper process answered") as caught:
+        prepare_specs(
+            Checked,
+            spec_chunks(Checked, specs, rows=3),
+            tmp_path,
+            processes=2,
+            group_rows=5,
+            helpers_after=1,
+            patience=2.0,
+        )
+    assert "SCYTHE_PREPARE_PROCESSES=0" in str(caught.value)
+
+    # The stuck helper was killed, not left behind holding the run's memory.
+    def helpers() -> list[psutil.Process]:
+        alive = []
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if child.pid not in others and child.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(child)
+        return alive
+
+    deadline = time.monotonic() + 30
+    while helpers() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert helpers() == []
 
 
 def test_allocate_with_helpers_writes_every_spec_in_order(

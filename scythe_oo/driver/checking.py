@@ -159,9 +159,11 @@ class HelperPool:
     found in the order the groups were given. A group that cannot travel (a spec of another
     experiment, a value that does not pickle) is checked here, in its turn."""
 
-    def __init__(self, check: ChunkCheck, processes: int) -> None:
+    def __init__(self, check: ChunkCheck, processes: int, patience: float) -> None:
         self.check = check
         self.processes = max(1, processes)
+        self.patience = patience
+        """Seconds to wait for a group's answer before the helpers are taken for stuck."""
         self._token = uuid.uuid4().hex
         self._pending: collections.deque[tuple[int, concurrent.futures.Future[Checked]]] = (
             collections.deque()
@@ -177,7 +179,7 @@ class HelperPool:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor.shutdown(wait=exc_info[0] is None, cancel_futures=True)
         del _CHECKS[self._token]
 
     def submit(self, group: Group, first: int) -> None:
@@ -202,7 +204,16 @@ class HelperPool:
         while self._pending and (wait or self._pending[0][1].done() or self.full()):
             first, future = self._pending.popleft()
             try:
-                yield future.result()
+                yield future.result(timeout=self.patience)
+            except concurrent.futures.TimeoutError:
+                self._stop_helpers()
+                raise RuntimeError(
+                    f"{self.check.cls.name}.allocate: no helper process answered for specs "
+                    f"#{first} on in {self.patience:.0f} s, so they were stopped; nothing was "
+                    "written. A helper forked while another thread of yours held a lock waits "
+                    "for it forever: set SCYTHE_PREPARE_PROCESSES=0 to check specs in this "
+                    "process alone."
+                ) from None
             except BrokenProcessPool:
                 # Every group in flight fails with the pool: the one that killed it is among
                 # them, but the pool cannot say which.
@@ -212,6 +223,11 @@ class HelperPool:
                     "memory is short, set SCYTHE_PREPARE_PROCESSES=0 to check specs in this "
                     "process alone."
                 ) from None
+
+    def _stop_helpers(self) -> None:
+        """Kill the helpers: a stuck one would otherwise keep allocate waiting at exit."""
+        for process in list((getattr(self._executor, "_processes", None) or {}).values()):
+            process.kill()
 
     def _payload(self, group: Group) -> bytes | None:
         """The group as dicts of field values, as validation sees them; None where that

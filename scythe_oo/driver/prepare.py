@@ -14,6 +14,7 @@ import itertools
 import os
 import sys
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -51,6 +52,12 @@ vCPUs, checking took 21.6 s instead of 25.3 s (``benchmarks/prepare.py``)."""
 MAX_HELPERS = 4
 """Helpers by default, however many CPUs: beyond a few, the caller's generator is the limit."""
 
+PATIENCE_SECONDS = 120.0
+PATIENCE_FACTOR = 50
+"""How long allocate waits for a helper's answer before taking the helpers for stuck: the
+larger of PATIENCE_SECONDS and PATIENCE_FACTOR times the slowest group checked in the caller's
+own process (a group waits behind at most two per helper)."""
+
 
 def prepare_specs(
     cls: AnyExperiment,
@@ -60,12 +67,15 @@ def prepare_specs(
     processes: int | None = None,
     group_rows: int = GROUP_ROWS,
     helpers_after: int = HELPERS_AFTER,
+    patience: float | None = None,
 ) -> PreparedSpecs:
     """Check and encode every chunk; raise one SpecValidationError for every problem.
 
     ``processes`` forked helpers share the checking (default: SCYTHE_PREPARE_PROCESSES, else
     one per CPU up to MAX_HELPERS) where it is safe (see ``_helpers``), from the group after
-    the first ``helpers_after`` groups of ``group_rows`` specs on.
+    the first ``helpers_after`` groups of ``group_rows`` specs on. A helper that does not
+    answer for ``patience`` seconds (default: see PATIENCE_SECONDS) stops allocate with an
+    error that says why, rather than leaving it waiting for good.
     """
     problems = Problems(cls)
     files = LocalFiles(cls, staging / "files")
@@ -75,15 +85,19 @@ def prepare_specs(
     helpers = _helpers(cls, features, processes)
     # One process holds one chunk of the caller's objects at a time; with helpers, a group.
     groups = _groups(chunks, group_rows if helpers else 1)
-    position = 0
+    position, slowest = 0, 0.0
     for first, group in itertools.islice(groups, helpers_after if helpers else None):
+        started = time.perf_counter()
         check(group, first, problems, problems, spool.add)
+        slowest = max(slowest, time.perf_counter() - started)
         position = first + group_size(group)
     rest = next(groups, None) if helpers else None
     if rest is not None:
         pending = itertools.chain([rest], groups)
         del rest
-        with HelperPool(check, helpers) as pool:
+        if patience is None:
+            patience = max(PATIENCE_SECONDS, PATIENCE_FACTOR * slowest)
+        with HelperPool(check, helpers, patience) as pool:
             for first, group in pending:
                 pool.submit(group, first)
                 position = first + group_size(group)
