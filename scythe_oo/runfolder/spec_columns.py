@@ -9,13 +9,13 @@ this costs about 2.
 
 The result is an encoded chunk as ``specs.encode_chunk`` makes, but without the JSON: every
 field of a plain model is an index column of specs.pq, so each spec's JSON can be written from
-its row whenever it is wanted (``spec_json``), and a local worker builds its specs straight
-from the columns (``spec_objects``). Writing 10^5 specs' JSON at allocate, compressing it,
-reading it back and parsing it in the workers cost about a fifth of a tiny sweep's run.
-Anything this path does not take exactly as
-pydantic would (a null, an infinite float, an integer too large for a float column, a value
-out of bounds, a missing or extra column) makes it decline, and the chunk goes the row-by-row
-way, which names each bad spec and field.
+its row whenever it is wanted (``spec_json``), and a leaf batch's process builds its specs
+straight from the columns (``spec_objects``). Writing 10^5 specs' JSON at allocate,
+compressing it, reading it back and parsing it in the workers cost about a fifth of a tiny
+sweep's run. Anything this path does not take exactly as pydantic would (a null, an infinite
+float, an integer too large for a float column, a value out of bounds, a missing or extra
+column) makes it decline, and the chunk goes the row-by-row way, which names each bad spec
+and field.
 """
 
 from __future__ import annotations
