@@ -161,18 +161,26 @@ def test_an_exception_from_a_validator_escapes_as_it_would_in_one_process(
             )
 
 
-def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
+def _thirty_with(position: int, b: int, tmp_path: Path, **options: Any) -> None:
+    """Check 30 specs, the one at ``position`` with ``b``, in two helpers: groups of two chunks
+    of three, the first group checked here."""
     specs: list[Any] = [{"a": 1.0, "b": i} for i in range(30)]
-    specs[17] = {"a": 1.0, "b": -13}  # in the group of specs 12 to 17 (two chunks of three)
+    specs[position] = {"a": 1.0, "b": b}
+    prepare_specs(
+        Checked,
+        spec_chunks(Checked, specs, rows=3),
+        tmp_path,
+        processes=2,
+        group_rows=5,
+        helpers_after=1,
+        **options,
+    )
+
+
+def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
+    # spec 17 is in the group of specs 12 to 17
     with pytest.raises(RuntimeError, match=r"helper process died while checking") as caught:
-        prepare_specs(
-            Checked,
-            spec_chunks(Checked, specs, rows=3),
-            tmp_path,
-            processes=2,
-            group_rows=5,
-            helpers_after=1,
-        )
+        _thirty_with(17, -13, tmp_path)
     # The groups in flight when it died, which include the culprit's (the pool cannot tell
     # which of them it was); the first group was checked here, before the helpers started.
     found = re.search(r"specs #(\d+) to #(\d+)", str(caught.value))
@@ -185,19 +193,9 @@ def test_a_helper_that_dies_names_the_specs_it_held(tmp_path: Path) -> None:
 def test_a_stuck_helper_stops_allocate_with_the_way_out_instead_of_hanging(
     tmp_path: Path,
 ) -> None:
-    specs: list[Any] = [{"a": 1.0, "b": i} for i in range(30)]
-    specs[14] = {"a": 1.0, "b": -21}
     others = {child.pid for child in psutil.Process().children()}
     with pytest.raises(RuntimeError, match=r"no helper process answered") as caught:
-        prepare_specs(
-            Checked,
-            spec_chunks(Checked, specs, rows=3),
-            tmp_path,
-            processes=2,
-            group_rows=5,
-            helpers_after=1,
-            patience=2.0,
-        )
+        _thirty_with(14, -21, tmp_path, patience=2.0)
     assert "SCYTHE_PREPARE_PROCESSES=0" in str(caught.value)
 
     # The stuck helper was killed, not left behind holding the run's memory.

@@ -144,9 +144,8 @@ def exactness(fields: tuple[PlainField, ...]) -> Callable[[Mapping[str, Any]], b
     field, a value set after construction that breaks a bound), which must be validated.
     Built once per batch and run per spec or output, so its common case is a few calls into
     C: one lookup of every value, one comparison of their types."""
-    names = tuple(field.name for field in fields)
     kinds = tuple(field.kind for field in fields)
-    fetch = operator.itemgetter(*names) if len(names) > 1 else _one(names)
+    fetch = values_of(tuple(field.name for field in fields))
     bounded = tuple(
         (at, _HOLDS[bound], operand)
         for at, field in enumerate(fields)
@@ -165,8 +164,11 @@ def exactness(fields: tuple[PlainField, ...]) -> Callable[[Mapping[str, Any]], b
     return holds
 
 
-def _one(names: tuple[str, ...]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """``itemgetter`` of one name (or none) that still returns a tuple."""
+def values_of(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+    """A getter of ``names``' values from a mapping (a model's ``__dict__``), as a tuple: one
+    ``itemgetter`` call in C where there are several names, the same tuple for one or none."""
+    if len(names) > 1:
+        return operator.itemgetter(*names)
     return lambda values: tuple(values[name] for name in names)
 
 

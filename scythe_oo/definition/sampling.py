@@ -88,24 +88,19 @@ def sample_specs(
     rows = chunk_size or CHUNK_ROWS
     total = n
 
+    def blocks() -> Iterator[list[Any]]:
+        if method == "grid":
+            return _grid_blocks(grid, total, rows)
+        return _unit_blocks(method, total, len(space.dimensions), seed, rows)
+
     def produce() -> Iterator[list[M]]:
-        blocks = (
-            _grid_blocks(grid, total, rows)
-            if method == "grid"
-            else _unit_blocks(method, total, len(space.dimensions), seed, rows)
-        )
         first = 0
-        for block in blocks:
+        for block in blocks():
             yield _specs(model, space, block, first)
             first += len(block[0]) if block else 0
 
     def columns() -> Iterator[dict[str, Any]]:
-        blocks = (
-            _grid_blocks(grid, total, rows)
-            if method == "grid"
-            else _unit_blocks(method, total, len(space.dimensions), seed, rows)
-        )
-        for block in blocks:
+        for block in blocks():
             yield _block_columns(model, space, block)
 
     if chunk_size is None:
@@ -233,15 +228,12 @@ def _specs(model: type[M], space: DesignSpace, block: list[Any], first: int) -> 
     """Validated specs for one block; ``block`` holds unit points, or grid values, per field."""
     dims = space.dimensions
     count = len(block[0])
-    columns = [
-        d.from_unit(block[j]) if isinstance(block[j], np.ndarray) else block[j]
-        for j, d in enumerate(dims)
-    ]
-    names = [d.name for d in dims]
+    drawn = _drawn(space, block)
+    names = list(drawn)
     if dims:
         rows = [
             {**space.fixed, **dict(zip(names, values, strict=True))}
-            for values in zip(*columns, strict=True)
+            for values in zip(*drawn.values(), strict=True)
         ]
     else:
         rows = [dict(space.fixed) for _ in range(count)]
@@ -256,15 +248,21 @@ def _block_columns(model: type[BaseModel], space: DesignSpace, block: list[Any])
     """One block as every field's values (sampled, pinned, or the field's default): what
     ``_specs`` validates, as columns."""
     count = len(block[0]) if block else 0
-    columns: dict[str, Any] = {
-        d.name: d.from_unit(block[j]) if isinstance(block[j], np.ndarray) else block[j]
-        for j, d in enumerate(space.dimensions)
-    }
+    columns = _drawn(space, block)
     for name, value in space.fixed.items():
         columns[name] = [value] * count
     for name in space.defaults:
         columns[name] = [model.model_fields[name].get_default(call_default_factory=True)] * count
     return columns
+
+
+def _drawn(space: DesignSpace, block: list[Any]) -> dict[str, Any]:
+    """Each sampled field's values in one block: unit points mapped onto the field, or grid
+    values as they are."""
+    return {
+        d.name: d.from_unit(block[j]) if isinstance(block[j], np.ndarray) else block[j]
+        for j, d in enumerate(space.dimensions)
+    }
 
 
 def _invalid(model: type[BaseModel], exc: ValidationError, first: int) -> DesignError:

@@ -25,6 +25,7 @@ from scythe_oo.definition.design import SpecChunks
 from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.runfolder.spec_columns import column_fields, takes_columns
+from scythe_oo.runfolder.specs import ARROW_ERRORS
 
 CHUNK_ROWS = 4096
 """Specs validated and encoded per step: few enough that no copy of a large sweep is held."""
@@ -81,7 +82,7 @@ def spec_chunks(cls: AnyExperiment, specs: Any, rows: int = CHUNK_ROWS) -> Itera
         for block in blocks:
             try:
                 table = pa.table(block)
-            except _ARROW_ERRORS:  # a pinned value Arrow cannot hold: validate it row by row
+            except ARROW_ERRORS:  # a pinned value Arrow cannot hold: validate it row by row
                 yield from _rechunked(iter(_block_rows(block)), rows)
                 continue
             yield from _arrow_chunks(cls, table.schema, table.to_batches(max_chunksize=rows))
@@ -117,16 +118,6 @@ def _sampled_columns(cls: AnyExperiment, specs: Any) -> Iterator[dict[str, Any]]
 def _block_rows(block: dict[str, Any]) -> list[dict[str, Any]]:
     names = list(block)
     return [dict(zip(names, values, strict=True)) for values in zip(*block.values(), strict=True)]
-
-
-_ARROW_ERRORS = (
-    pa.ArrowInvalid,
-    pa.ArrowTypeError,
-    pa.ArrowNotImplementedError,
-    OverflowError,
-    TypeError,
-    ValueError,
-)
 
 
 def _items(specs: Iterable[Any], rows: int) -> Iterator[Any]:
@@ -172,7 +163,7 @@ def _frame_columns(cls: AnyExperiment, frame: pd.DataFrame, rows: int) -> Iterat
         frame = frame.reset_index()
     try:
         table = pa.Table.from_pandas(frame, preserve_index=False)
-    except _ARROW_ERRORS:
+    except ARROW_ERRORS:
         table = None  # mixed objects in a column, say: the row path names them
     if table is None or not takes_columns(cls.schema, table.schema):
         yield from _frame_chunks(frame, rows)

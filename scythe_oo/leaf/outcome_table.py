@@ -14,13 +14,13 @@ the error (type, message, traceback, the last lines the leaf logged), ``attempts
 from __future__ import annotations
 
 import json
-import operator
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import pyarrow as pa
 
+from scythe_oo.definition.plain import values_of
 from scythe_oo.definition.redact import redact
 from scythe_oo.definition.schema import ExperimentSchema, typed_column
 from scythe_oo.leaf.outcome import MESSAGE_LIMIT, TRACEBACK_LIMIT, LeafOutcome, clip
@@ -62,12 +62,7 @@ class OutcomeRecorder:
     def __init__(self, schema: ExperimentSchema) -> None:
         self.schema = schema
         self.plans = (*schema.scalar_outputs, *schema.file_outputs)
-        names = [plan.name for plan in self.plans]
-        self.fetch: Callable[[dict[str, Any]], Any] = (
-            operator.itemgetter(*names)
-            if len(names) > 1
-            else lambda values: tuple(values[name] for name in names)
-        )
+        self.fetch = values_of([plan.name for plan in self.plans])
         self.sort_index: list[int] = []
         self.outputs: list[tuple[Any, ...] | None] = []  # each output's values, in plan order
         self.dataframes: list[str | None] = []

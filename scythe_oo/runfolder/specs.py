@@ -17,7 +17,6 @@ from __future__ import annotations
 import enum
 import functools
 import json
-import operator
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -26,7 +25,7 @@ import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scythe_oo.definition.plain import plain_inputs
+from scythe_oo.definition.plain import plain_inputs, values_of
 from scythe_oo.definition.schema import (
     INDEX_PREFIX,
     ExperimentSchema,
@@ -51,7 +50,7 @@ UPLOAD_TOKEN = "scythe-upload:"
 
 _TOKEN = re.compile(re.escape(UPLOAD_TOKEN) + r"[0-9a-f]{8}")
 
-_ARROW_ERRORS = (
+ARROW_ERRORS = (
     pa.ArrowInvalid,
     pa.ArrowTypeError,
     pa.ArrowNotImplementedError,
@@ -60,6 +59,7 @@ _ARROW_ERRORS = (
     TypeError,
     ValueError,
 )
+"""What building an Arrow array of values it cannot hold raises."""
 
 
 def upload_token(number: int) -> str:
@@ -103,13 +103,10 @@ def encode_chunk(
     plans = schema.indexed_inputs
     # Every spec's indexed values in one pass, then transposed: a spec's fields live in its
     # __dict__, and one itemgetter call per spec costs a tenth of ten getattr passes.
-    fetch = operator.itemgetter(*(plan.name for plan in plans)) if len(plans) > 1 else None
-    if fetch is not None and specs:
-        values_of = list(zip(*(fetch(spec.__dict__) for spec in specs), strict=True))
-    else:
-        values_of = [tuple(getattr(spec, plan.name) for spec in specs) for plan in plans]
-    for plan, values in zip(plans, values_of, strict=True):
-        columns[plan.name] = _column(plan, list(values), first, found)
+    fetch = values_of([plan.name for plan in plans])
+    by_plan = list(zip(*(fetch(spec.__dict__) for spec in specs), strict=True))
+    for at, plan in enumerate(plans):
+        columns[plan.name] = _column(plan, list(by_plan[at]) if by_plan else [], first, found)
     if computed:
         rows = [spec.computed_features for spec in specs]
         for name in computed:
@@ -140,12 +137,12 @@ def _columns_hold_specs(schema: ExperimentSchema, columns: Mapping[str, pa.Array
 def _column(plan: FieldPlan, values: list[Any], first: int, found: list[Unstorable]) -> pa.Array:
     try:
         return typed_column(plan, values)
-    except _ARROW_ERRORS:
+    except ARROW_ERRORS:
         pass  # find which values, below
     for offset, value in enumerate(values):
         try:
             typed_column(plan, [value])
-        except _ARROW_ERRORS as exc:
+        except ARROW_ERRORS as exc:
             reason = f"{value!r:.60} cannot be stored as {plan.arrow_type} ({_short(exc)})"
             found.append(Unstorable(first + offset, plan.name, reason))
     return pa.nulls(len(values), plan.arrow_type)
@@ -154,7 +151,7 @@ def _column(plan: FieldPlan, values: list[Any], first: int, found: list[Unstorab
 def _feature(name: str, values: list[Any], first: int, found: list[Unstorable]) -> pa.Array:
     try:
         return pa.array(values)
-    except _ARROW_ERRORS:
+    except ARROW_ERRORS:
         pass
     kinds: dict[str, int] = {}
     for offset, value in enumerate(values):
@@ -168,7 +165,7 @@ def _feature(name: str, values: list[Any], first: int, found: list[Unstorable]) 
     for offset, value in enumerate(values):
         try:
             pa.array([value])
-        except _ARROW_ERRORS as exc:
+        except ARROW_ERRORS as exc:
             reason = f"{value!r:.60} cannot be stored ({_short(exc)})"
             found.append(Unstorable(first + offset, name, reason))
     return pa.nulls(len(values))
@@ -216,7 +213,7 @@ def _tails_one_by_one(
         tails.append(body[1:] if body == "{}" else "," + body[1:])
     try:
         array = pa.array(tails, type=pa.string())
-    except _ARROW_ERRORS as exc:
+    except ARROW_ERRORS as exc:
         found.append(Unstorable(first, "<spec>", f"cannot be stored as text ({_short(exc)})"))
         return pa.nulls(len(tails), pa.string())
     return _check_tokens(array, first, tokens, found)
