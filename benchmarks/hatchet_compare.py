@@ -26,6 +26,10 @@ per run above a few hundred leaves, runs those cases once (``--seed-once-above``
 with efficiency = n x 20 ms / cores serving leaves / wall. A scythe_oo worker runs its leaves in
 ``--slots`` processes of its own, so it serves leaves on min(CPUs, P x slots) cores; plain
 hatchet-sdk and the seed run a worker's slots as threads under one lock: min(CPUs, P) cores.
+
+``--leaf-cpus 1`` gives the engine (hatchet-lite, PostgreSQL) and the driver the other CPUs
+and starts every worker under ``taskset`` on CPU 1 (``benchmarks.affinity``), as in a
+deployment where the engine has a machine of its own; efficiency then counts those CPUs only.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from benchmarks import harness
+from benchmarks import affinity, harness
 from benchmarks.harness import Report, run_child
 from benchmarks.matrix import (
     Case,
@@ -184,10 +188,10 @@ def ratio_lines(results: Results, cases: list[Case], sides: list[str]) -> list[s
 
 
 def efficiency_lines(
-    results: Results, cases: list[Case], sides: list[str], slots: int
+    results: Results, cases: list[Case], sides: list[str], slots: int, cpus: int
 ) -> list[str]:
-    """Efficiency of 20 ms leaves on P worker processes (goal: >= 0.85 at 1, 2, 4, 8)."""
-    cpus = os.cpu_count() or 1
+    """Efficiency of 20 ms leaves on P worker processes (goal: >= 0.85 at 1, 2, 4, 8), on
+    ``cpus`` CPUs that serve leaves."""
     lines = []
     for case in cases:
         for side in sides:
@@ -217,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed-venv", type=Path, default=SEED_VENV)
     parser.add_argument("--efficiency", type=int, nargs="*", metavar="P", help="default 1 2 4 8")
     parser.add_argument("--efficiency-leaves", type=int, default=1000, help="per case")
+    parser.add_argument("--leaf-cpus", help="e.g. 1: workers there, engine and driver elsewhere")
     args = parser.parse_args(argv)
+    leaf_cpus = affinity.parse_cpus(args.leaf_cpus) if args.leaf_cpus else None
 
     client = harness.hatchet_env()
     if client is None:
@@ -244,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
 
     with contextlib.ExitStack() as stack:
+        prefix = stack.enter_context(affinity.split(leaf_cpus)) if leaf_cpus else []
         s3 = None
         if ON_S3 & set(sides):
             s3 = S3(logs)
@@ -257,6 +264,7 @@ def main(argv: list[str] | None = None) -> int:
             if side in ON_S3 and s3 is not None:
                 env.update(s3.env)
             command, settings = worker_command(side, args.slots, seed)
+            command = [*prefix, *command]
             folder = logs / f"{side}-{env['HATCHET_CLIENT_NAMESPACE']}"
             serving = harness.workers([command] * n_workers, {**env, **settings}, folder)
             with harness.environment(env), serving:
@@ -281,8 +289,9 @@ def main(argv: list[str] | None = None) -> int:
     ]
     checked = ratio_lines(results, main_cases, sides)
     efficiency = [c for c in cases if c.spin_ms == 20 and c.n == args.efficiency_leaves]
+    leaf_cores = len(leaf_cpus) if leaf_cpus else os.cpu_count() or 1
     checked += efficiency_lines(
-        results, efficiency if args.efficiency is not None else [], sides, args.slots
+        results, efficiency if args.efficiency is not None else [], sides, args.slots, leaf_cores
     )
     harness.publish(
         args.json,
@@ -295,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
             "repeats": repeats,
             "worker_processes": procs,
             "slots": args.slots,
+            "leaf_cpus": sorted(leaf_cpus) if leaf_cpus else None,
             "seed": {"version": SEED_VERSION, "venv": str(args.seed_venv)},
             "not_available": absent,
             "logs": str(logs),

@@ -18,6 +18,7 @@ import pandas as pd
 
 from scythe_oo.definition.base import ExperimentBase, InputT, OutputT
 from scythe_oo.definition.checks import fail
+from scythe_oo.definition.cpus import usable_cpus
 from scythe_oo.definition.recursion import RecursionPolicy
 from scythe_oo.driver.allocate import allocate_run
 from scythe_oo.driver.compare import results_across
@@ -112,7 +113,7 @@ class Experiment(ExperimentBase[InputT, OutputT], Generic[InputT, OutputT]):
             cls,
             specs,
             pilot=pilot,
-            workers=workers or os.cpu_count() or 1,
+            workers=workers or usable_cpus(),
             cost_per_core_hour=cost_per_core_hour,
             seed=seed,
             engine=engine,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from scythe_oo.cli.base import (
     module_option,
     output_options,
 )
+from scythe_oo.definition.cpus import usable_cpus
 from scythe_oo.driver.estimate import estimate_sweep
 from scythe_oo.driver.sample_file import specs_from_file, write_sample_file
 from scythe_oo.engines.local import LocalEngine
@@ -165,7 +165,7 @@ def estimate(
         cls,
         specs_from_file(cls, specs_file),
         pilot=pilot,
-        workers=workers or os.cpu_count() or 1,
+        workers=workers or usable_cpus(),
         cost_per_core_hour=cost_per_core_hour,
         seed=seed,
         engine=LocalEngine(max_workers=pilot_workers, min_batch_seconds=0.0),

@@ -11,7 +11,6 @@ the caller's generator builds the next specs (``checking``).
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 import threading
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import attrs
 
 from scythe_oo.definition.base import AnyExperiment
+from scythe_oo.definition.cpus import usable_cpus
 from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.settings import Settings
 from scythe_oo.driver.checking import ChunkCheck, Group, HelperPool, group_size
@@ -129,8 +129,8 @@ def _helpers(cls: AnyExperiment, features: Features, processes: int | None) -> i
     if processes is None:
         processes = Settings.from_env().prepare_processes
     if processes is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
         alone = threading.active_count() == 1
+        cpus = usable_cpus()
         processes = min(cpus, MAX_HELPERS) if cpus >= 2 and alone else 0
     if not sys.platform.startswith("linux") or cls.schema.file_inputs or not features.constant:
         return 0

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import attrs
 
+from scythe_oo.definition.cpus import usable_cpus
 from scythe_oo.definition.redact import redact
 from scythe_oo.definition.settings import Settings
 from scythe_oo.engine.protocol import Progress, RunHandle, RunPlan
@@ -61,7 +62,7 @@ class LocalEngine:
     leaf in a batch of its own, so its peak memory is its own: the pilot estimate does that."""
 
     def submit(self, plan: RunPlan) -> LocalRunHandle:
-        workers = self.max_workers or os.cpu_count() or 1
+        workers = self.max_workers or usable_cpus()
         root = attrs.evolve(plan.root, split_above=self.split_above)
         handle = LocalRunHandle(attrs.evolve(plan, root=root), workers, self.min_batch_seconds)
         handle.start()
@@ -79,7 +80,7 @@ class LocalEngine:
     def describe(self) -> dict[str, str]:
         return {
             "kind": "local",
-            "max_workers": str(self.max_workers or os.cpu_count() or 1),
+            "max_workers": str(self.max_workers or usable_cpus()),
             "split_above": str(self.split_above),
             "host": socket.gethostname(),
             "pid": str(os.getpid()),

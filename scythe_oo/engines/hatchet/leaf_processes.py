@@ -32,10 +32,13 @@ from scythe_oo.storage.base import ArtifactStore
 from scythe_oo.storage.factory import store_from_description
 from scythe_oo.tree.journal import write_outcomes
 
-TASKS_PER_PROCESS = 2
-"""Leaf tasks a worker takes per leaf process. The second waits in the pool's queue, so a
-process never idles while the engine assigns the next task (on a tick of about a second):
-1,000 leaves of 20 ms on 2 processes took 53 s with one task per process and 19 s with two.
+TASKS_PER_PROCESS = 3
+"""Leaf tasks a worker takes per leaf process. The others wait in the pool's queue, so a
+process never idles while the engine assigns the next task (on a tick of about a second,
+jittered): 1,000 leaves of 20 ms on 2 processes took 53 s with one task per process and 19 s
+with two. Two still left a process idle for a tick whenever a 1 s tail batch ended before the
+engine's next assignment: one worker with one leaf process (a 1-vCPU machine, the engine on
+its own core) ran that sweep at 0.82 of its ideal with two, and at 0.94 with three.
 A queued task's wait counts against its execution timeout, which is why the leaf task's
 Hatchet timeout is this many times the leaf's own (the leaf's is enforced in its process)."""
 

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from scythe_oo.definition.base import REGISTRY, AnyExperiment
+from scythe_oo.definition.cpus import usable_cpus
 from scythe_oo.definition.labels import WorkerLabel
 from scythe_oo.definition.settings import Settings
 from scythe_oo.engines.hatchet.client import hatchet_client
@@ -58,7 +59,7 @@ def _env_int(name: str) -> int | None:
 
 def default_slots(cpu_count: int | None = None) -> int:
     """One slot per CPU below 8 CPUs; from 8 up, leave one CPU for the worker itself."""
-    cpus = cpu_count or os.cpu_count() or 1
+    cpus = cpu_count or usable_cpus()
     return cpus if cpus < 8 else cpus - 1
 
 
