@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
+import math
 import os
 import signal
 import subprocess
@@ -17,6 +20,7 @@ import psutil
 import pytest
 
 from scythe_oo import ExperimentRun, LocalEngine, LocalStore
+from scythe_oo.engines.local_dispatch import SPLIT_WAYS
 from scythe_oo.runfolder.layout import RunLayout
 from scythe_oo.runfolder.manifest import ManifestFile
 from scythe_oo.tree import base_node
@@ -239,6 +243,42 @@ def test_specs_running_beside_a_crashing_one_are_not_blamed(tmp_path: Path) -> N
     assert run.failures().index.get_level_values("sort_index").tolist() == [5]
     assert run.results.scalars()["square"].tolist() == [i * i for i in range(8) if i != 5]
     assert executions(counter)[5] == 3
+
+
+def test_a_crash_inside_a_big_batch_is_narrowed_down_in_parts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tiny leaves run in big batches; when spec 5 kills its process, its batch is split in
+    SPLIT_WAYS parts, and only the part that dies again is split further, until spec 5 runs
+    alone: a few pool round trips, not one per spec of the batch."""
+    caplog.set_level(logging.INFO, logger="scythe_oo.engines.local_dispatch")
+    counter = tmp_path / "count"
+    counter.mkdir()
+    n = 2_000
+    specs = [CountedInput(i=i, counter_dir=str(counter)) for i in range(n)]
+    run = Crashy.allocate(
+        specs,
+        store=LocalStore(root=tmp_path / "s"),
+        engine=LocalEngine(max_workers=2, split_above=0, min_batch_seconds=5.0),
+    ).wait(timeout=300)
+    account_for_everything(run, n)
+    failures = run.failures()
+    assert failures.index.get_level_values("sort_index").tolist() == [5]
+    assert failures["error_type"].tolist() == ["WorkerCrashed"]
+    assert failures["attempts"].tolist() == [3]  # once beside others, then twice alone
+    sizes = [
+        int(r.getMessage().split("batch of ")[1].split()[0])
+        for r in caplog.records
+        if "died under a batch of" in r.getMessage()
+    ]
+    assert sizes, "spec 5 never ran in a batch of more than one spec"
+    # each split is at most an eighth of the batch before it, down to two specs
+    assert all(b <= -(-a // SPLIT_WAYS) for a, b in itertools.pairwise(sizes)), sizes
+    assert len(sizes) <= 1 + math.ceil(math.log(n, SPLIT_WAYS))
+    ran = executions(counter)
+    assert set(ran) == set(range(n))
+    # a spec reruns only with the parts it shared with spec 5, or with a broken neighbour
+    assert max(count for i, count in ran.items() if i != 5) <= len(sizes) + 1 + 1
 
 
 def test_workers_killed_from_outside_are_replaced(tmp_path: Path) -> None:

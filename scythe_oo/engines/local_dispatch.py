@@ -3,14 +3,18 @@
 Batches are sized from the leaves' own measured time so that each runs for about the
 experiment's ``min_batch_seconds``: a pool round trip costs tens of microseconds, which a
 one-millisecond simulation must not pay per leaf. A worker process that dies takes every batch
-in flight with it, so a broken batch is split and its specs run again, and only a spec that
-kills its worker while running alone is blamed for it.
+in flight with it. The pool knows which batch ran in the process that died: the others run
+again whole, the culprit's is split in SPLIT_WAYS parts that run side by side until its
+crashing spec runs alone, and only a spec that kills its worker while running alone is blamed
+for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import logging
 import math
 import os
 import socket
@@ -28,7 +32,7 @@ import pyarrow.compute as pc
 from scythe_oo.definition.base import REGISTRY
 from scythe_oo.definition.settings import Settings
 from scythe_oo.engine.protocol import RunPlan
-from scythe_oo.engines.local_pool import LeafPool, WorkerDeath
+from scythe_oo.engines.local_pool import LeafPool, WorkerDeath, mark_batch
 from scythe_oo.leaf.execute import RunContext, run_batch
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
@@ -53,6 +57,20 @@ MAX_ACTIVE_NODES = 8
 TAIL_SECONDS = 0.01
 """The shortest batch a node's tail is split into (see ``LocalDispatcher.batch_size``)."""
 
+SPLIT_WAYS = 8
+"""Parts a batch whose process died is split into, all run at once: a crashing spec in a
+batch of 50,000 tiny leaves runs alone after five splits, not after 50,000 round trips."""
+
+BYSTANDER_RERUNS = 10
+"""How often a batch runs again whole because another batch's process died beside it. A
+culprit batch being narrowed down dies once per split, breaking the batches beside it each
+time; past this many, a bystander is split as if it were a culprit, in case the pool's
+account of who ran where is wrong (it never is for crashes; the kernel's out-of-memory
+killer may pick a process that was not the one growing)."""
+
+_TOKENS = itertools.count(1)
+log = logging.getLogger(__name__)
+
 
 @attrs.frozen
 class Rows:
@@ -68,6 +86,23 @@ class Rows:
 
     def single(self) -> list[Rows]:
         return [Rows(self.path, i, i + 1) for i in range(self.start, self.stop)]
+
+    def pieces(self, size: int) -> list[Rows]:
+        return [
+            Rows(self.path, i, min(i + size, self.stop)) for i in range(self.start, self.stop, size)
+        ]
+
+
+def _parts(rows: list[Rows], ways: int) -> list[Rows]:
+    """``rows`` (single specs, in order) as about ``ways`` batches of adjacent ones."""
+    runs: list[Rows] = []
+    for one in rows:
+        if runs and runs[-1].stop == one.start:
+            runs[-1] = Rows(one.path, runs[-1].start, one.stop)
+        else:
+            runs.append(one)
+    size = math.ceil(len(rows) / ways)
+    return [piece for run in runs for piece in run.pieces(size)]
 
 
 _MAPPED: dict[str, pa.Table] = {}
@@ -108,6 +143,23 @@ def run_leaf_batch(
     return bytes(sink.getvalue())
 
 
+def run_marked_batch(
+    token: int,
+    experiment: str,
+    run: RunContext,
+    rows: Rows,
+    retries: int,
+    timeout_seconds: float | None,
+) -> bytes:
+    """``run_leaf_batch``, with the batch's token published while it runs, so that the pool
+    can name the batch whose process died."""
+    mark_batch(token)
+    try:
+        return run_leaf_batch(experiment, run, rows, retries, timeout_seconds)
+    finally:
+        mark_batch(0)
+
+
 def _outcomes(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(data).read_all()
 
@@ -118,11 +170,13 @@ else, which the spec cannot help) before the spec fails as WorkerKilled rather t
 
 
 class BrokenWorker(Exception):
-    """A batch's worker process died; ``death`` says why."""
+    """A batch's worker process died; ``death`` says why, and whether it was this batch's
+    process (the batch's ``token`` is among the culprits) or another's."""
 
-    def __init__(self, death: WorkerDeath) -> None:
+    def __init__(self, death: WorkerDeath, token: int) -> None:
         super().__init__(death.detail)
         self.death = death
+        self.bystander = death.culprits is not None and token not in death.culprits
 
 
 class LocalDispatcher:
@@ -193,19 +247,29 @@ class LocalDispatcher:
         self.handle.done += succeeded
         self.handle.failed += outcomes.num_rows - succeeded
 
-    async def run_batch(self, batch: Rows, alone: bool = False) -> pa.Table:
+    async def run_batch(self, batch: Rows, alone: bool = False, reruns: int = 0) -> pa.Table:
         """Run a batch in the pool, and account for every spec if its worker dies.
 
-        When a worker process dies, every batch in flight fails with it, so none of them can
-        tell whose spec killed it. A spec the pool killed for overrunning its timeout is known;
-        the others of a broken batch run again one by one, and a broken single spec runs again
-        alone in the pool. Only a death while a spec runs alone counts against it: a crash or
-        an out-of-memory kill as a try (past its retries it fails as WorkerCrashed), a kill
-        from outside not at all, up to OUTSIDE_KILLS of them (then WorkerKilled)."""
+        When a worker process dies, every batch in flight fails with it. Those that ran in
+        other processes run again whole. In the one whose process died, a spec the pool
+        killed for overrunning its timeout is known; the rest runs again in parts, and a
+        broken single spec runs again alone in the pool. Only a death while a spec runs alone
+        counts against it: a crash or an out-of-memory kill as a try (past its retries it
+        fails as WorkerCrashed), a kill from outside not at all, up to OUTSIDE_KILLS of them
+        (then WorkerKilled)."""
         try:
             return _outcomes(await self._in_pool(batch, alone))
         except BrokenWorker as broken:
             death = broken.death
+            if broken.bystander and reruns < BYSTANDER_RERUNS:
+                return await self.run_batch(batch, alone, reruns + 1)
+        if len(batch) > 1:
+            log.info(
+                "a worker process died under a batch of %d specs (%s); it runs again in "
+                "parts until the spec at fault runs alone",
+                len(batch),
+                death.detail,
+            )
         outcomes: list[pa.Table] = []
         rest = []
         for one in batch.single():
@@ -215,7 +279,8 @@ class LocalDispatcher:
             else:
                 outcomes.append(await self._after_death(one, "timeout", overrun))
         if len(batch) > 1 or not rest:
-            outcomes += [await self.run_batch(one) for one in rest]
+            parts = _parts(rest, SPLIT_WAYS)
+            outcomes += await asyncio.gather(*(self.run_batch(part) for part in parts))
             return self._concat(outcomes)
         if not alone:  # it may have died of a neighbour: a run alone will tell
             self._count(rest[0], "shared")
@@ -291,11 +356,12 @@ class LocalDispatcher:
                 self.pool_changed.notify_all()
 
     async def _submit(self, batch: Rows) -> bytes:
-        pool = self.pool.executor
+        pool, token = self.pool.executor, next(_TOKENS)
         try:
             data: bytes = await asyncio.get_running_loop().run_in_executor(
                 pool,
-                run_leaf_batch,
+                run_marked_batch,
+                token,
                 self.plan.experiment.name,
                 self.run,
                 batch,
@@ -304,7 +370,7 @@ class LocalDispatcher:
             )
         except BrokenProcessPool:
             death = await asyncio.to_thread(self.pool.replace_broken, pool)
-            raise BrokenWorker(death) from None
+            raise BrokenWorker(death, token) from None
         return data
 
     async def run_leaves(self, job: NodeJob, specs: pa.Table, sink: OutcomeSink) -> pa.Table:
