@@ -68,6 +68,28 @@ def test_a_containers_quota_caps_the_count(
     assert usable_cpus() == (min(affinity, limit) if limit is not None else affinity)
 
 
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_a_container_without_a_cgroup_namespace_reads_its_quota_at_the_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str
+) -> None:
+    """/proc/self/cgroup names the host's path for the group, but the container has that
+    group mounted as the root of its cgroup tree."""
+    proc = tmp_path / "proc-cgroup"
+    root = tmp_path / "cgroup"
+    if version == "v2":
+        proc.write_text("0::/docker/0123abcd\n")
+        root.mkdir()
+        (root / "cpu.max").write_text("100000 100000\n")
+    else:
+        proc.write_text("4:memory:/docker/0123abcd\n3:cpu,cpuacct:/docker/0123abcd\n")
+        (root / "cpu,cpuacct").mkdir(parents=True)
+        (root / "cpu,cpuacct" / "cpu.cfs_quota_us").write_text("50000\n")
+        (root / "cpu,cpuacct" / "cpu.cfs_period_us").write_text("100000\n")
+    monkeypatch.setattr(cpus, "PROC_CGROUP", proc)
+    monkeypatch.setattr(cpus, "CGROUP_ROOT", root)
+    assert usable_cpus() == 1
+
+
 @pytest.mark.skipif(shutil.which("taskset") is None, reason="needs util-linux's taskset")
 def test_a_process_pinned_to_one_cpu_gets_one_leaf_process_and_one_slot() -> None:
     program = (

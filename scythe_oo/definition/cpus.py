@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+PROC_CGROUP = Path("/proc/self/cgroup")
 
 
 def quota_cpus(cpu_max: str) -> int | None:
@@ -33,23 +34,28 @@ def quota_cpus(cpu_max: str) -> int | None:
 
 
 def _quota_files() -> list[tuple[Path, ...]]:
-    """Where this process's CPU quota may be written: its cgroup v2 group's ``cpu.max``
-    (a container sees its own group as the mount's root), or cgroup v1's ``cpu`` controller's
-    ``cfs_quota_us`` and ``cfs_period_us``, as ``/proc/self/cgroup`` names them."""
+    """Where this process's CPU quota may be written, in order: its cgroup v2 group's
+    ``cpu.max``, or cgroup v1's ``cpu`` controller's ``cfs_quota_us`` and ``cfs_period_us``,
+    under the group ``/proc/self/cgroup`` names, then at the mount's root. A container
+    without a cgroup namespace names its group as the host sees it (``/docker/<id>``) but has
+    that group mounted as the root."""
     try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        lines = PROC_CGROUP.read_text().splitlines()
     except OSError:  # not Linux
         return []
     found: list[tuple[Path, ...]] = []
     for line in lines:
         _, controllers, group = line.split(":", 2)
-        group = group.lstrip("/")
+        folders = dict.fromkeys([group.strip("/"), ""])
         if controllers == "":
             for mount in (CGROUP_ROOT, CGROUP_ROOT / "unified"):
-                found.append((mount / group / "cpu.max",))
+                found += [(mount / folder / "cpu.max",) for folder in folders]
         elif "cpu" in controllers.split(","):
             mount = CGROUP_ROOT / controllers
-            found.append((mount / group / "cpu.cfs_quota_us", mount / group / "cpu.cfs_period_us"))
+            found += [
+                (mount / folder / "cpu.cfs_quota_us", mount / folder / "cpu.cfs_period_us")
+                for folder in folders
+            ]
     return found
 
 
