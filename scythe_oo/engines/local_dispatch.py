@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from scythe_oo.definition.base import REGISTRY
 from scythe_oo.definition.settings import Settings
 from scythe_oo.engine.protocol import RunPlan
-from scythe_oo.engines.local_pool import LeafPool, WorkerDeath, mark_batch
+from scythe_oo.engines.local_pool import LeafPool, WorkerDeath, run_marked
 from scythe_oo.leaf.execute import RunContext, run_batch
 from scythe_oo.leaf.outcome import LeafOutcome
 from scythe_oo.leaf.outcome_table import empty_outcomes, outcome_table
@@ -141,23 +141,6 @@ def run_leaf_batch(
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return bytes(sink.getvalue())
-
-
-def run_marked_batch(
-    token: int,
-    experiment: str,
-    run: RunContext,
-    rows: Rows,
-    retries: int,
-    timeout_seconds: float | None,
-) -> bytes:
-    """``run_leaf_batch``, with the batch's token published while it runs, so that the pool
-    can name the batch whose process died."""
-    mark_batch(token)
-    try:
-        return run_leaf_batch(experiment, run, rows, retries, timeout_seconds)
-    finally:
-        mark_batch(0)
 
 
 def _outcomes(data: bytes) -> pa.Table:
@@ -360,8 +343,9 @@ class LocalDispatcher:
         try:
             data: bytes = await asyncio.get_running_loop().run_in_executor(
                 pool,
-                run_marked_batch,
+                run_marked,
                 token,
+                run_leaf_batch,
                 self.plan.experiment.name,
                 self.run,
                 batch,

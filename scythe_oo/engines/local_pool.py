@@ -8,7 +8,7 @@ can decide whose failure it was:
 - each worker publishes, in shared memory, the sort_index and deadline of the leaf it runs;
   a monitor thread in the driver kills a worker whose leaf has overstayed its deadline by a
   grace period, and remembers that leaf as timed out;
-- each worker also publishes the token of the batch it runs (``mark_batch``), so that when one
+- each worker also publishes the token of the batch it runs (``run_marked``), so that when one
   dies, the batches that were only in flight beside it can be told from the one it ran;
 - when a worker dies, the pool is replaced once, and the death is classified from the dead
   process's exit status and the kernel's count of out-of-memory kills.
@@ -25,9 +25,10 @@ import signal
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import attrs
 
@@ -53,7 +54,7 @@ class WorkerDeath:
     kind: DeathKind
     detail: str
     culprits: frozenset[int] | None = None
-    """The ``mark_batch`` tokens of the batches that ran in the processes that died by
+    """The ``run_marked`` tokens of the batches that ran in the processes that died by
     themselves or were killed (not those the pool ended because another died); None when
     the exit statuses cannot tell them apart."""
 
@@ -97,9 +98,22 @@ def _init_worker(parent: int, table: Any, slots: Any) -> None:
     _exit_with_parent(parent)
 
 
-def mark_batch(token: int) -> None:
-    """In a pool worker: publish the batch this process now runs (0: none), so that the pool
-    can say whose batch was running if the process dies (``WorkerDeath.culprits``)."""
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def run_marked(token: int, work: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """In a pool worker: ``work(*args)`` with ``token`` published as the batch this process
+    runs, so that the pool can say whose batch was running if the process dies
+    (``WorkerDeath.culprits``)."""
+    _mark(token)
+    try:
+        return work(*args, **kwargs)
+    finally:
+        _mark(0)
+
+
+def _mark(token: int) -> None:
     if _SLOT:
         table, base = _SLOT
         table[base + 3] = token

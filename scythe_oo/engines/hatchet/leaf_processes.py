@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from scythe_oo.definition.base import REGISTRY
 from scythe_oo.engines.hatchet.spec_rows import spec_rows
-from scythe_oo.engines.local_pool import LeafPool, grace_seconds, mark_batch
+from scythe_oo.engines.local_pool import LeafPool, grace_seconds, run_marked
 from scythe_oo.leaf.execute import RunContext, run_batch
 from scythe_oo.runfolder.spec_columns import spec_objects
 from scythe_oo.storage.base import ArtifactStore
@@ -114,7 +114,7 @@ async def run_leaves(batch: LeafBatch) -> BatchResult:
         executor = pool.executor
         try:
             sent = await asyncio.get_running_loop().run_in_executor(
-                executor, _run_marked, token, batch
+                executor, run_marked, token, run_leaf_batch, batch
             )
         except BrokenProcessPool:
             death = await asyncio.to_thread(pool.replace_broken, executor)
@@ -125,14 +125,6 @@ async def run_leaves(batch: LeafBatch) -> BatchResult:
             reruns += 1
             continue
         return _result(*sent)
-
-
-def _run_marked(token: int, batch: LeafBatch) -> tuple[bytes, str | None, list[str]]:
-    mark_batch(token)
-    try:
-        return run_leaf_batch(batch)
-    finally:
-        mark_batch(0)
 
 
 def _result(data: bytes, key: str | None, lines: list[str]) -> BatchResult:
