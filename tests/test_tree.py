@@ -334,41 +334,72 @@ def test_batches_leaves_wrote_are_counted_from_their_names(tmp_path: Path) -> No
     assert settled_counts(store, prefix, 2) == (8 + 1, 1 + 1)  # leaf 10's last row: a failure
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     runs=st.lists(
         st.tuples(
             st.integers(0, 5),  # which batch of the node (8 leaves each)
             st.integers(1, 8),  # its size
             st.lists(st.booleans(), min_size=8, max_size=8),  # each leaf's ok
+            st.one_of(st.none(), st.tuples(st.integers(0, 7), st.integers(1, 8))),  # a part
         ),
         min_size=1,
         max_size=12,
-    )
+    ),
+    lost=st.lists(st.integers(0, 47), max_size=3),
 )
-def test_names_count_what_the_bodies_settle_when_batches_run_twice(
-    runs: list[tuple[int, int, list[bool]]],
+def test_names_count_what_the_bodies_settle_when_batches_run_again(
+    runs: list[tuple[int, int, list[bool], tuple[int, int] | None]], lost: list[int]
 ) -> None:
-    """Leaf-written batches, some written again by a rerun of their task (same leaves, maybe
-    other outcomes): the counts read from names alone equal those of reading every body and
-    keeping each leaf's last row, so a progress display never counts a leaf twice."""
+    """Leaf-written batches, some written again by a rerun of their task, whole or split
+    into parts after it gave out (same leaves, maybe other outcomes), and failures the node
+    wrote for leaves whose tasks it gave up on: the counts from names (reading only where
+    batches share leaves) equal those of reading every body and keeping each leaf's last
+    row, so a progress display never counts a leaf twice."""
     with tempfile.TemporaryDirectory() as root:
         store = LocalStore(root=Path(root))
         prefix = LAYOUT.journal_prefix("root")
         sizes: dict[int, int] = {}
-        for batch, size, oks in runs:
+        leaves: set[int] = set()
+        for batch, size, oks, part in runs:
             size = sizes.setdefault(batch, size)  # a rerun has the same leaves
-            rows = [outcome(8 * batch + i, 0.0, ok=oks[i]) for i in range(size)]
-            write_outcomes(store, prefix, 1, outcomes(*rows), by_leaves=True)
+            start, stop = (0, size) if part is None else (part[0], min(part[1], size))
+            rows = [outcome(8 * batch + i, 0.0, ok=oks[i]) for i in range(start, stop)]
+            if rows:
+                write_outcomes(store, prefix, 1, outcomes(*rows), by_leaves=True)
+                leaves.update(row.sort_index for row in rows)
+        given_up = [i for i in lost if i % 8 < sizes.get(i // 8, 0)]
+        leaves.update(given_up)
+        if given_up:
+            journal(store, generation=1, max_seconds=0.0).record(
+                outcomes(*(outcome(i, 0.0, ok=False) for i in sorted(set(given_up))))
+            )
         for generation in (1, 2):  # in generation 2, the failures of 1 are to run again
             body = journal(store, generation=generation).settled()
             ok = sum(body.column("ok").to_pylist())
             assert settled_counts(store, prefix, generation) == (ok, body.num_rows - ok)
-        body = journal(store, generation=1).settled()
-        ok = sum(body.column("ok").to_pylist())
-        activity = journal_activity(store, LAYOUT.journals)
-        assert (activity.succeeded, activity.failed) == (ok, body.num_rows - ok)
-        assert body.num_rows == sum(sizes.values())
+            activity = journal_activity(store, LAYOUT.journals, generation)
+            assert (activity.succeeded, activity.failed) == (ok, body.num_rows - ok)
+        assert journal(store, generation=1).settled().num_rows == len(leaves)
+
+
+def test_only_batches_that_share_leaves_are_read(tmp_path: Path) -> None:
+    """Batches whose spans of leaves do not meet are counted from their names, unread
+    (here their bodies are not Parquet); a batch that ran again in parts is read with its
+    parts, and each of its leaves counts once."""
+    store = LocalStore(root=tmp_path)
+    prefix = LAYOUT.journal_prefix("root")
+    for first, last, ok in ((0, 3, 4), (4, 7, 3)):
+        stem = f"g001-{first:020d}-aaaaaaaa-{LEAF_MARK}-{ok}-{4 - ok}-{first}-4-{last}"
+        store.put_bytes(f"{prefix}/{stem}.pq", b"not read")
+    assert settled_counts(store, prefix, 1) == (7, 1)
+    write_outcomes(
+        store, prefix, 1, outcomes(*(outcome(i, 0.0) for i in range(8, 12))), by_leaves=True
+    )
+    for part in ((8, 9), (10, 11)):
+        rows = [outcome(i, 0.0, ok=i != 11) for i in part]
+        write_outcomes(store, prefix, 1, outcomes(*rows), by_leaves=True)
+    assert settled_counts(store, prefix, 1) == (7 + 3, 1 + 1)
 
 
 def every_field_set() -> LeafOutcome:

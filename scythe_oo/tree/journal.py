@@ -121,16 +121,17 @@ def write_outcomes(
 
     ``by_leaves`` marks a batch its leaves wrote themselves (on a distributed engine, as soon
     as they finish, so that nothing they did depends on their node hearing of it); its name
-    also counts its successes and failures, and names the batch by its first leaf and its
-    size, so progress can be read from names alone, each batch counted once however often
-    its task ran."""
+    also counts its successes and failures, and names the batch by its first leaf, its size
+    and its last leaf, so progress can be read from names alone, each leaf counted once
+    however often its task ran, whole or in parts."""
     if not outcomes.num_rows:
         return None
     stem = f"g{generation:03d}-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
     if by_leaves:
         ok = int(pc.sum(outcomes.column("ok")).as_py() or 0)
-        first = pc.min(outcomes.column("sort_index")).as_py()
-        stem += f"-{LEAF_MARK}-{ok}-{outcomes.num_rows - ok}-{first}-{outcomes.num_rows}"
+        span = pc.min_max(outcomes.column("sort_index")).as_py()
+        stem += f"-{LEAF_MARK}-{ok}-{outcomes.num_rows - ok}-{span['min']}-{outcomes.num_rows}"
+        stem += f"-{span['max']}"
     buffer = io.BytesIO()
     write_parquet(outcomes, buffer)
     key = f"{prefix}/{stem}.pq"
@@ -151,35 +152,89 @@ def _settled_rows(table: pa.Table, generations: np.ndarray, generation: int) -> 
 def settled_counts(store: ArtifactStore, prefix: str, generation: int) -> tuple[int, int]:
     """(succeeded, failed) among a node's settled leaves, needing no schema: what a process
     that cannot import the experiment can count. Batches written before 0.2 (JSON) are not
-    counted.
+    counted."""
+    return _folder_counts(store, list(store.list_keys(prefix + "/")), generation)
+
+
+def _folder_counts(store: ArtifactStore, keys: Sequence[str], generation: int) -> tuple[int, int]:
+    """The settled leaves of one node's batches, each leaf counted once.
 
     A batch its leaves wrote is counted from its name: a progress display reads this every
     few seconds, and reading 5,000 batch files each time took a core of a 2-core machine
-    away from a 10^6-leaf run. A batch whose task ran twice (a lost result, an engine's
-    retry) is counted once, from its later file. Other batches are read (two columns), and
-    each leaf counts once."""
-    marked_ok = marked_failed = 0
-    parts, generations = [], []
-    keys = list(store.list_keys(prefix + "/"))
-    marks = [leaf_mark(key) for key in keys]
-    for mark in _latest(marks):
-        marked_ok += mark.ok  # a success settles its leaf for good
+    away from a 10^6-leaf run. A batch is read (two columns) only where its leaves may be
+    elsewhere too: its task ran twice (a lost result, an engine's retry), or it gave out
+    after its leaves were journaled and ran again in parts, or the node wrote failures for
+    some of them. There each leaf's last row counts, as in ``LeafJournal.settled``."""
+    ordered = sorted(keys, key=lambda key: key.rsplit("/", 1)[-1])
+    marks = {key: leaf_mark(key) for key in ordered}
+    unmarked = [key for key in ordered if marks[key] is None and _is_batch(key)]
+    parts = {key: _index_and_ok(store, key) for key in unmarked}
+    overlapping = _overlapping(
+        {
+            key: (mark.generation, *mark.span)
+            for key, mark in marks.items()
+            if mark is not None and mark.span is not None
+        },
+        {
+            key: (_generation(key), table.column("sort_index").to_numpy())
+            for key, table in parts.items()
+        },
+    )
+    succeeded = failed = 0
+    named = [mark for key, mark in marks.items() if mark is not None and key not in overlapping]
+    for mark in _latest(named):
+        succeeded += mark.ok  # a success settles its leaf for good
         if mark.generation == generation:  # older failures run again
-            marked_failed += mark.failed
-    for key, named in zip(keys, marks, strict=True):
-        name = key.rsplit("/", 1)[-1]
-        if not (name.startswith("g") and name.endswith(".pq")) or named is not None:
-            continue
-        batch_generation = int(name[1:].split("-", 1)[0])
-        table = pq.read_table(pa.BufferReader(store.get_bytes(key)), columns=["sort_index", "ok"])
-        parts.append(table)
-        generations.append(np.full(table.num_rows, batch_generation))
+            failed += mark.failed
+    parts.update({key: _index_and_ok(store, key) for key in overlapping})
     if not parts:
-        return marked_ok, marked_failed
-    table = pa.concat_tables(parts)
-    keep = _settled_rows(table, np.concatenate(generations), generation)
+        return succeeded, failed
+    read = sorted(parts, key=lambda key: key.rsplit("/", 1)[-1])
+    table = pa.concat_tables([parts[key] for key in read])
+    generations = np.concatenate([np.full(parts[key].num_rows, _generation(key)) for key in read])
+    keep = _settled_rows(table, generations, generation)
     good = int(table.column("ok").to_numpy(zero_copy_only=False)[keep].sum())
-    return marked_ok + good, marked_failed + len(keep) - good
+    return succeeded + good, failed + len(keep) - good
+
+
+def _overlapping(
+    spans: dict[str, tuple[int, int, int]], node_written: dict[str, tuple[int, np.ndarray]]
+) -> set[str]:
+    """Keys of the leaf-written batches, given as (generation, first leaf, last leaf), that
+    share a leaf with another batch of their generation. Within a node, batches are runs of
+    consecutive specs, so two batches' spans meet only where they share leaves."""
+    found: set[str] = set()
+    by_generation: dict[int, list[tuple[int, int, str]]] = {}
+    for key, (generation, first, last) in spans.items():
+        by_generation.setdefault(generation, []).append((first, last, key))
+    for generation, runs in by_generation.items():
+        runs.sort()
+        reach, previous = -1, ""
+        for first, last, key in runs:
+            if first <= reach:
+                found.update((key, previous))
+            if last > reach:
+                reach, previous = last, key
+        for written, index in node_written.values():
+            if written != generation or not index.size:
+                continue
+            for first, last, key in runs:
+                if np.any((index >= first) & (index <= last)):
+                    found.add(key)
+    return found
+
+
+def _is_batch(key: str) -> bool:
+    name = key.rsplit("/", 1)[-1]
+    return name.startswith("g") and name.endswith(".pq")
+
+
+def _generation(key: str) -> int:
+    return int(key.rsplit("/", 1)[-1][1:].split("-", 1)[0])
+
+
+def _index_and_ok(store: ArtifactStore, key: str) -> pa.Table:
+    return pq.read_table(pa.BufferReader(store.get_bytes(key)), columns=["sort_index", "ok"])
 
 
 @attrs.frozen
@@ -193,6 +248,8 @@ class LeafMark:
     batch: tuple[str, int, int] | None
     """(node folder, first leaf, size): with the generation, the batch's identity; None in
     the older names that lack the last two."""
+    span: tuple[int, int] | None = None
+    """(first leaf, last leaf): None in names written before the last was added."""
 
 
 def leaf_mark(key: str) -> LeafMark | None:
@@ -201,21 +258,22 @@ def leaf_mark(key: str) -> LeafMark | None:
     if not (name.startswith("g") and name.endswith(".pq")):
         return None
     fields = name[:-3].split("-")
-    if len(fields) not in (6, 8) or fields[3] != LEAF_MARK:
+    if len(fields) not in (6, 8, 9) or fields[3] != LEAF_MARK:
         return None
     try:
         numbers = [int(fields[0][1:]), int(fields[1]), *(int(f) for f in fields[4:])]
     except ValueError:
         return None
     generation, written, ok, failed = numbers[:4]
-    batch = (folder, numbers[4], numbers[5]) if len(numbers) == 6 else None
-    return LeafMark(generation, written, ok, failed, batch)
+    batch = (folder, numbers[4], numbers[5]) if len(numbers) >= 6 else None
+    span = (numbers[4], numbers[6]) if len(numbers) == 7 else None
+    return LeafMark(generation, written, ok, failed, batch, span)
 
 
-def _latest(marks: Sequence[LeafMark | None]) -> list[LeafMark]:
+def _latest(marks: Sequence[LeafMark]) -> list[LeafMark]:
     """The leaf marks, one per batch: where a batch was written twice, the later file, which
     holds its leaves' last outcomes."""
-    found = sorted((m for m in marks if m is not None), key=lambda m: (m.generation, m.time_ns))
+    found = sorted(marks, key=lambda m: (m.generation, m.time_ns))
     latest: dict[object, LeafMark] = {}
     for n, mark in enumerate(found):
         latest[n if mark.batch is None else (mark.generation, *mark.batch)] = mark
@@ -244,15 +302,17 @@ class JournalActivity:
     """time.time_ns() of the newest batch, 0 when there is none."""
 
 
-def journal_activity(store: ArtifactStore, prefix: str) -> JournalActivity:
-    """Progress read from batch names alone (one listing, no reads): the batches leaves wrote
-    themselves count the leaves, each batch once; every batch dates the last activity."""
-    keys = list(store.list_keys(prefix))
+def journal_activity(store: ArtifactStore, prefix: str, generation: int) -> JournalActivity:
+    """Progress of every node under ``prefix`` (one listing, and reads only where batches
+    overlap): each leaf counted once, successes of any generation and failures of
+    ``generation``; every batch dates the last activity."""
+    folders: dict[str, list[str]] = {}
     last = 0
-    for key in keys:
-        name = key.rsplit("/", 1)[-1]
-        parts = name.split("-")
-        if name.startswith("g") and len(parts) >= 3 and parts[1].isdigit():
-            last = max(last, int(parts[1]))
-    marks = _latest([leaf_mark(key) for key in keys])
-    return JournalActivity(sum(m.ok for m in marks), sum(m.failed for m in marks), last)
+    for key in store.list_keys(prefix):
+        folder, _, name = key.rpartition("/")
+        fields = name.split("-")
+        if name.startswith("g") and len(fields) >= 3 and fields[1].isdigit():
+            last = max(last, int(fields[1]))
+            folders.setdefault(folder, []).append(key)
+    counts = [_folder_counts(store, keys, generation) for keys in folders.values()]
+    return JournalActivity(sum(ok for ok, _ in counts), sum(bad for _, bad in counts), last)

@@ -88,7 +88,7 @@ class HatchetRunHandle:
                 total=manifest.n_specs,
                 error=manifest.error,
             )
-        activity = self._journal()
+        activity = self._journal(manifest.generation)
         now = time.monotonic()
         if self._state is not None and now - self._status_read < STATUS_POLL_SECONDS:
             return self._quiet_or(manifest, self._state, activity)
@@ -112,11 +112,11 @@ class HatchetRunHandle:
         self._state = state
         return self._quiet_or(manifest, state, activity)
 
-    def _journal(self) -> JournalActivity:
+    def _journal(self, generation: int) -> JournalActivity:
         """The journal's counts, listed at most every ACTIVITY_POLL_SECONDS."""
         now = time.monotonic()
         if self._activity is None or now - self._activity_read >= ACTIVITY_POLL_SECONDS:
-            self._activity = journal_activity(self.store, self.layout.journals)
+            self._activity = journal_activity(self.store, self.layout.journals, generation)
             self._activity_read = now
         return self._activity
 
