@@ -554,3 +554,29 @@ def test_s3_store_aborts_incomplete_uploads_under_the_prefix(
     assert open_uploads() == {outside["UploadId"]}
     assert inside["UploadId"] not in open_uploads()
     assert s3_store.get_bytes("run/specs.pq") == b"kept"
+
+
+def _put_and_get_in_child(store: S3Store, key: str, loader_id: int) -> tuple[bytes, bool]:
+    store.put_bytes(key, key.encode())
+    return store.get_bytes(key), id(s3_module._models) == loader_id
+
+
+def test_preloaded_models_serve_forked_processes(s3_store: S3Store) -> None:
+    """A distributed worker preloads the S3 backend before forking its leaf processes: the
+    children keep the parent's loaded models (not its sessions or sockets), and their
+    clients, and the parent's own, work side by side."""
+    s3_store.put_bytes("before-fork", b"parent")  # the parent holds a client and a session
+    clients_before = dict(s3_module._clients)
+    s3_module.preload()
+    assert s3_module._clients == clients_before  # the preloaded client is not kept
+    loader_id = id(s3_module._models)
+    context = multiprocessing.get_context("fork")
+    with context.Pool(3) as pool:
+        got = pool.starmap(
+            _put_and_get_in_child, [(s3_store, f"child-{i}", loader_id) for i in range(6)]
+        )
+    assert got == [(f"child-{i}".encode(), True) for i in range(6)]
+    assert s3_store.get_bytes("before-fork") == b"parent"
+    assert [s3_store.get_bytes(f"child-{i}") for i in range(6)] == [
+        f"child-{i}".encode() for i in range(6)
+    ]

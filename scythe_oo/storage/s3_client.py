@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 import boto3.exceptions
 import boto3.session
 import botocore.exceptions
+import botocore.session
 import s3transfer.exceptions
 from botocore.config import Config
+from botocore.loaders import Loader
 
 from scythe_oo.definition.errors import ArtifactNotFoundError, StoreError
 from scythe_oo.definition.redact import redact
@@ -40,17 +42,56 @@ _CLIENT_ENV = (
 
 _clients: dict[tuple[str | int | None, ...], S3Client] = {}
 _clients_lock = threading.Lock()
+_sessions: dict[int, boto3.session.Session] = {}
+_models: Loader | None = None
+"""botocore's loader of service models, shared by every session of the process and kept
+across fork: a session that loads the S3 model afresh costs 60-100 ms of CPU."""
 
 
 def _forget_clients_after_fork() -> None:
     # A forked child shares the parent's pooled sockets; reusing them corrupts both sides'
-    # HTTP streams. The lock may also have been held by a thread that does not exist here.
+    # HTTP streams. The lock may also have been held by a thread that does not exist here,
+    # and so may a session's credential lock. The loaded models are only data, and stay.
     global _clients_lock
     _clients.clear()
+    _sessions.clear()
     _clients_lock = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_clients_after_fork)
+
+
+def _session() -> boto3.session.Session:
+    """The process's session, used only under ``_clients_lock`` (a session is not safe to
+    use from several threads; the clients it makes are)."""
+    global _models
+    session = _sessions.get(os.getpid())
+    if session is None:
+        core = botocore.session.get_session()
+        if _models is None:
+            _models = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _models)
+        session = _sessions[os.getpid()] = boto3.session.Session(botocore_session=core)
+    return session
+
+
+def preload() -> None:
+    """Load boto3 and the S3 models into this process, so that the processes forked from it
+    make their first client in about 25 ms of CPU instead of 0.5 s.
+
+    A distributed worker calls this before forking its leaf processes: each of them would
+    otherwise pay that half second at its first batch, on the cores that run leaves (at
+    eight single-process workers sharing a core, 4 s of a 20 s sweep). The client made here
+    is thrown away unused; it carries placeholder credentials so that making it looks up
+    nothing and opens no connection."""
+    with _clients_lock:
+        _session().client(
+            "s3",
+            region_name="us-east-1",
+            aws_access_key_id="preload",
+            aws_secret_access_key="preload",  # a placeholder, never sent
+        )
 
 
 def _new_client() -> S3Client:
@@ -61,8 +102,7 @@ def _new_client() -> S3Client:
         connect_timeout=10,
         read_timeout=60,
     )
-    # A private Session per client: the default session is not safe to use from several threads.
-    return boto3.session.Session().client("s3", config=config)
+    return _session().client("s3", config=config)
 
 
 def _max_attempts() -> int:

@@ -83,6 +83,10 @@ def start_leaf_processes(processes: int, timeout_seconds: float) -> None:
     """Fork the worker's leaf processes (call it before anything starts a thread)."""
     if _POOL:
         return
+    # Imported here, lazily: the S3 backend is heavy, and only a worker forks leaf processes.
+    from scythe_oo.storage.s3_client import preload
+
+    preload()  # once here, instead of once per leaf process at its first batch
     pool = LeafPool(processes, grace=grace_seconds(timeout_seconds))
     pool.start()
     _POOL.append(pool)
