@@ -144,7 +144,7 @@ class ExperimentRun:
         if self._counted is None or now - self._counted[0] >= STORED_COUNTS_SECONDS:
             done, failed = stored_counts(self.store, self.layout, manifest.generation)
             failed = min(failed, manifest.n_specs)
-            done = min(done, manifest.n_specs - failed)  # names may count a leaf twice
+            done = min(done, manifest.n_specs - failed)  # a bound, should a count run over
             self._counted = (now, done, failed)
         return self._counted[1], self._counted[2]
 
