@@ -83,10 +83,10 @@ def start_leaf_processes(processes: int, timeout_seconds: float) -> None:
     """Fork the worker's leaf processes (call it before anything starts a thread)."""
     if _POOL:
         return
-    # Imported here, lazily: the S3 backend is heavy, and only a worker forks leaf processes.
-    from scythe_oo.storage.s3_client import preload
+    # Once here, instead of once per leaf process at its first batch; only a worker forks.
+    from scythe_oo.storage.s3_client import preload  # lazily: the heavy S3 backend (boto3)
 
-    preload()  # once here, instead of once per leaf process at its first batch
+    preload()
     pool = LeafPool(processes, grace=grace_seconds(timeout_seconds))
     pool.start()
     _POOL.append(pool)
