@@ -75,7 +75,7 @@ class LeafJournal:
                 continue
             table = read_batch(self.store, key, self.schema)
             parts.append(table)
-            generations.append(np.full(table.num_rows, int(name[1:].split("-", 1)[0])))
+            generations.append(np.full(table.num_rows, _generation(key)))
         if not parts:
             return empty_outcomes(self.schema)
         table = pa.concat_tables(parts)
@@ -189,7 +189,7 @@ def _folder_counts(store: ArtifactStore, keys: Sequence[str], generation: int) -
     parts.update({key: _index_and_ok(store, key) for key in overlapping})
     if not parts:
         return succeeded, failed
-    read = sorted(parts, key=lambda key: key.rsplit("/", 1)[-1])
+    read = [key for key in ordered if key in parts]  # name order: generation, then time
     table = pa.concat_tables([parts[key] for key in read])
     generations = np.concatenate([np.full(parts[key].num_rows, _generation(key)) for key in read])
     keep = _settled_rows(table, generations, generation)
