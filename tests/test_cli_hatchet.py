@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,18 @@ from tests.support.hatchet import WorkerProcess
 pytestmark = [pytest.mark.hatchet, pytest.mark.timeout(600)]
 
 EXPERIMENT = "tests.support.daily:Daily"
+
+
+MANIFEST_READS: Counter[Path] = Counter()
+
+
+class ManifestReads(LocalStore):
+    """A local folder that counts reads of manifest.yml (each a GET of a run's wait on S3)."""
+
+    def get_bytes(self, key: str) -> bytes:
+        if key.endswith("/manifest.yml"):
+            MANIFEST_READS[self.root] += 1
+        return super().get_bytes(key)
 
 
 def test_the_daily_loop_on_hatchet(
@@ -115,11 +128,16 @@ def test_resume_from_the_shell_on_hatchet(
         CountedInput(i=i, counter_dir=str(counter), gate=str(gate) if i == 5 else "")
         for i in range(6)
     ]
-    run = Counted.allocate(specs, store=LocalStore(root=tmp_path / "store"), engine=HatchetEngine())
+    store = ManifestReads(root=tmp_path / "store")
+    run = Counted.allocate(specs, store=store, engine=HatchetEngine())
     deadline = time.monotonic() + 180
     while run.progress().done < 2 or 5 not in executions(counter):
         assert time.monotonic() < deadline, (run.progress(), worker.log_tail())
         time.sleep(0.2)
+    # A live run's progress reads its manifest once, not once more in the engine's handle.
+    before = MANIFEST_READS[store.root]
+    assert run.progress.state == "running"
+    assert MANIFEST_READS[store.root] == before + 1
     old_run = run.manifest().engine_run_id
     assert old_run
 

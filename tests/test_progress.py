@@ -16,9 +16,13 @@ from typing import Any
 import nbformat
 import pexpect
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from nbclient import NotebookClient
 
 from scythe_oo.driver.progress import Figures, duration, elapsed_seconds
+from scythe_oo.driver.watch import LONGEST_POLL_SECONDS, POLL_SHARE, Watch
+from scythe_oo.engine.protocol import Progress
 from scythe_oo.runfolder.manifest import Counts, Manifest
 
 pytestmark = pytest.mark.timeout(300)
@@ -57,6 +61,41 @@ def manifest(status: str = "running", **fields: Any) -> Manifest:
         status=status,  # type: ignore[arg-type]
     )
     return base.evolve(**fields)
+
+
+@given(
+    waited=st.floats(0, 1e6),
+    more=st.floats(0, 1e4),
+    shortest=st.sampled_from([0.2, 0.5]),
+    timeout=st.none() | st.floats(0.1, 2e6),
+)
+def test_a_wait_polls_less_often_as_it_goes_on(
+    waited: float, more: float, shortest: float, timeout: float | None
+) -> None:
+    """A wait notices the end of a run within about 1% of the time it waited, polls at most
+    every 2 s once it has waited minutes, and never sleeps past its timeout."""
+
+    def pause_after(seconds: float) -> float:
+        watch = Watch(
+            lambda: (manifest(), Progress("running", 0, 0, 100)),
+            label="daily",
+            tables="final",
+            uri="run",
+            timeout=timeout,
+            progress=False,
+        )
+        watch.started -= seconds
+        if timeout is not None:
+            watch.deadline = watch.started + timeout
+        return watch.pause(shortest)
+
+    step = pause_after(waited)
+    assert step <= max(shortest, min(POLL_SHARE * waited, LONGEST_POLL_SECONDS)) + 1e-3
+    if timeout is None:
+        assert step >= shortest
+        assert pause_after(waited + more) >= step - 1e-3  # never more often later on
+    else:
+        assert 0.0 <= step <= max(0.0, timeout - waited) + 1e-3
 
 
 def test_figures_count_from_the_runs_own_start() -> None:

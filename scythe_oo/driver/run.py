@@ -111,7 +111,7 @@ class ExperimentRun:
             )
         handle = self._follow(manifest)
         if handle is not None:
-            snap = attempt_counts(handle.progress(), manifest)
+            snap = attempt_counts(handle.progress(manifest), manifest)
             if manifest.engine.get("kind") != "local" and snap.state not in TERMINAL_STATES:
                 # A distributed engine's handle counts finished nodes; the journal of each
                 # node's finished leaves is finer.

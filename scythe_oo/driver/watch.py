@@ -27,6 +27,14 @@ ENDED = (*TERMINAL_STATES, "interrupted")
 
 Snapshot = Callable[[], tuple[Manifest, Progress]]
 
+POLL_SHARE = 0.01
+"""Between polls a wait pauses this share of the time it has waited so far (within the bounds
+of ``Watch.pause``): it notices the end of a run within about 1% of the run's length, and a
+long run on S3 costs a GET of its manifest every 2 s rather than five a second (each, with the
+store's work and the YAML, several milliseconds of CPU that leaves sharing the cores lose)."""
+
+LONGEST_POLL_SECONDS = 2.0
+
 
 class Watch:
     """One wait on one run: polls ``snapshot``, feeds the display, enforces the timeout."""
@@ -46,7 +54,8 @@ class Watch:
         self.tables = tables
         self.uri = uri
         self.timeout = timeout
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+        self.started = time.monotonic()
+        self.deadline = None if timeout is None else self.started + timeout
         self.reporter: Reporter | None = make_reporter(progress, label)
         self.last: Progress | None = None
         self.figures: Figures | None = None
@@ -69,10 +78,14 @@ class Watch:
     def left(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()
 
-    def pause(self, longest: float) -> float:
-        """How long to wait before the next poll: ``longest``, or less near the timeout."""
+    def pause(self, shortest: float) -> float:
+        """How long to wait before the next poll: ``shortest`` at first, then POLL_SHARE of
+        the time waited so far, up to LONGEST_POLL_SECONDS; less near the timeout. (A local
+        run's handle returns from ``join`` the moment the run ends, whatever the pause.)"""
+        waited = time.monotonic() - self.started
+        step = max(shortest, min(POLL_SHARE * waited, LONGEST_POLL_SECONDS))
         left = self.left()
-        return longest if left is None else max(0.0, min(longest, left))
+        return step if left is None else max(0.0, min(step, left))
 
     def close(self, *, with_summary: bool = True) -> None:
         reporter, self.reporter = self.reporter, None

@@ -53,7 +53,10 @@ class RunHandle(Protocol):
     @property
     def engine_run_id(self) -> str | None: ...
 
-    def progress(self) -> Progress: ...
+    def progress(self, manifest: Manifest | None = None) -> Progress:
+        """State and counts now. ``manifest``: the run's manifest when the caller has just
+        read it, so that a handle that reads the store does not fetch it a second time."""
+        ...
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until the run ends or ``timeout`` passes; True when it ended."""

@@ -131,7 +131,7 @@ class LocalRunHandle:
         )
         self._thread.start()
 
-    def progress(self) -> Progress:
+    def progress(self, manifest: Manifest | None = None) -> Progress:
         return Progress(
             state=self.state,
             done=self.done,

@@ -77,8 +77,8 @@ class HatchetRunHandle:
     def engine_run_id(self) -> str | None:
         return self.run_id
 
-    def progress(self) -> Progress:
-        manifest = self.folder.read()
+    def progress(self, manifest: Manifest | None = None) -> Progress:
+        manifest = self.folder.read() if manifest is None else manifest
         if manifest.status in TERMINAL_STATES:
             self._finished.set()
             return Progress(
