@@ -208,10 +208,13 @@ def scythe_oo_table(sweep: Sweep) -> Outcome:
 def scythe_oo_hatchet(sweep: Sweep) -> Outcome:
     """scythe_oo's HatchetEngine (workers started by the caller), on a LocalStore, or on S3
     when ``--bucket`` is given (endpoint and credentials from the AWS_* environment)."""
-    from scythe_oo import HatchetEngine, LocalStore, S3Store
+    from scythe_oo import HatchetEngine, LocalStore
 
     store: Any = LocalStore(root=sweep.scratch / "store")
     if sweep.bucket:
+        # Only here: naming S3Store imports boto3, which a LocalStore script never pays for.
+        from scythe_oo import S3Store
+
         store = S3Store(bucket=sweep.bucket, prefix="scythe")
     return _scythe(sweep, HatchetEngine(), store)
 
