@@ -55,7 +55,7 @@ MAX_ACTIVE_NODES = 8
 """Base nodes running at once, at most: each holds up to two windows of specs and outcomes."""
 
 TAIL_SECONDS = 0.01
-"""The shortest batch a node's tail is split into (see ``LocalDispatcher.batch_size``)."""
+"""The shortest batch a node's tail is split into (see ``guided_batch``)."""
 
 SPLIT_WAYS = 8
 """Parts a batch whose process died is split into, all run at once: a crashing spec in a
@@ -91,6 +91,25 @@ class Rows:
         return [
             Rows(self.path, i, min(i + size, self.stop)) for i in range(self.start, self.stop, size)
         ]
+
+
+def guided_batch(
+    remaining: int, workers: int, seconds_per_leaf: float | None, min_batch_seconds: float
+) -> int:
+    """How many of a node's ``remaining`` leaves the next batch takes (guided scheduling).
+
+    About ``min_batch_seconds`` of leaves, so that tiny ones do not pay a pool round trip
+    each; but never more than a ``workers``-th of what is left, so that every worker shares
+    the end of a window and none runs a batch that the others wait for. (A cap of half of
+    what is left, right for 2 workers, had 16 workers wait for one worker's half-window of
+    no-op leaves: eight times the window's ideal time.) Nor, at the end, shorter than
+    TAIL_SECONDS, whose round trips would cost the driver more than the balance saves."""
+    if seconds_per_leaf is None or min_batch_seconds <= 0:
+        return 1
+    per_leaf = max(seconds_per_leaf, 1e-6)
+    wanted = math.ceil(min_batch_seconds / per_leaf)
+    share = max(math.ceil(remaining / max(workers, 1)), math.ceil(TAIL_SECONDS / per_leaf))
+    return max(1, min(wanted, share, remaining))
 
 
 def _parts(rows: list[Rows], ways: int) -> list[Rows]:
@@ -209,15 +228,7 @@ class LocalDispatcher:
         return job.splits(n_specs)
 
     def batch_size(self, remaining: int) -> int:
-        if self.seconds_per_leaf is None or self.min_batch_seconds <= 0:
-            return 1
-        per_leaf = max(self.seconds_per_leaf, 1e-6)
-        wanted = math.ceil(self.min_batch_seconds / per_leaf)
-        # Never more than half of what is left, so a node's tail is shared by two lanes; but
-        # not split into batches shorter than TAIL_SECONDS either, whose round trips through
-        # the pool would cost the driver more than the better balance saves.
-        tail = max(math.ceil(remaining / 2), math.ceil(TAIL_SECONDS / per_leaf))
-        return max(1, min(wanted, tail, remaining))
+        return guided_batch(remaining, self.workers, self.seconds_per_leaf, self.min_batch_seconds)
 
     def observe(self, outcomes: pa.Table, elapsed: float) -> None:
         # The leaves' own time, as the workers measured it: the round trip also counts the
