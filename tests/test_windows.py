@@ -81,9 +81,14 @@ def _staged(root: Path) -> list[Path]:
     return [p for p in root.rglob("*.tmp")]
 
 
+@pytest.mark.parametrize("read_ahead", [True, False], ids=["read-ahead", "one-at-a-time"])
 def test_windows_give_the_tables_of_one_window(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, read_ahead: bool
 ) -> None:
+    """Whether the next window is read while one runs (small windows) or when its turn comes
+    (windows of large specs), the tables are those of one window."""
+    if not read_ahead:
+        monkeypatch.setattr(base_node, "READ_AHEAD_BYTES", 0)
     stores = LocalStore(root=tmp_path / "one"), LocalStore(root=tmp_path / "many")
     one = _run(stores[0], 1_000, monkeypatch)
     many = _run(stores[1], 7, monkeypatch)
