@@ -17,6 +17,7 @@ the parts are merged as children's tables are.
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 import pyarrow as pa
@@ -53,9 +54,15 @@ class WindowTables:
         self._index: list[str] | None = None
 
     def add(self, number: int, tables: NodeTables) -> None:
-        """Append window ``number``'s tables (windows come in order, each once)."""
+        """Append window ``number``'s tables (windows come in order, each once).
+
+        The tables are encoded side by side, each in a thread of its own (Parquet encoding
+        releases the interpreter lock): one window's scalars and leaf_stats took about 1 us
+        per leaf in a row, which on 16 workers is longer than the next window's no-op leaves
+        take to run, and this node's next window waits for its last one's tables."""
         if self._index is None:
             self._index = spec_index(tables.tables["failures"].schema)
+        appends: list[tuple[StagedParquet, pa.Table]] = []
         for name, table in tables.tables.items():
             if name in self.skipped:
                 continue
@@ -74,7 +81,7 @@ class WindowTables:
             if not current.parts and (
                 shaped.num_rows == 0 or shaped.schema.equals(current.staged.schema)
             ):
-                current.staged.write(shaped)
+                appends.append((current.staged, shaped))
                 continue
             if not current.parts:  # the first window that differs: what is staged is part 1
                 current.parts.append(
@@ -83,6 +90,7 @@ class WindowTables:
             part = self.job.layout.node_part(self.job.node, number + 1, name)
             write_table(self.store, part, shaped)
             current.parts.append(part)
+        _append_all(appends)
         self.succeeded += tables.succeeded
         self.failed += tables.failed
 
@@ -110,6 +118,18 @@ class WindowTables:
 
     def _output(self, name: str) -> str:
         return self.job.layout.node_output(self.job.node, name)
+
+
+def _append_all(appends: list[tuple[StagedParquet, pa.Table]]) -> None:
+    """Each table appended to its own file, the files side by side."""
+    busy = [(staged, table) for staged, table in appends if table.num_rows]
+    if len(busy) <= 1:
+        for staged, table in busy:
+            staged.write(table)
+        return
+    with ThreadPoolExecutor(max_workers=len(busy), thread_name_prefix="scythe-tables") as pool:
+        # list() waits for every append and raises the first failure
+        list(pool.map(lambda pair: pair[0].write(pair[1]), busy))
 
 
 def _shaped(table: pa.Table, shape: FinalShape | None) -> pa.Table:
