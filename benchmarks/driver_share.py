@@ -13,14 +13,22 @@ bound for a driver held to one core).
 The sweep is given as a DataFrame, as the peers' table contender; the driver's CPU is counted
 apart for allocate and for the run (``RUSAGE_SELF``, all its threads), the workers' from
 ``RUSAGE_CHILDREN`` once the run has ended and its pool is gone.
+
+The sum over the driver's threads overstates the bound where its threads can use several cores,
+so the run's CPU is also split by thread (``/proc/self/task``, read every 50 ms while the run
+goes on; Linux only): the run's own thread, whose event loop hands out every batch, and the
+busiest of the helper threads (Parquet and Arrow work, the pool's manager). The busiest single
+thread is the tighter bound on how many workers one driver keeps busy.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -37,7 +45,56 @@ def _cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def measure(n: int, workers: int) -> dict[str, float]:
+class ThreadClocks:
+    """Each of this process's threads' CPU seconds, sampled until ``stop``: the largest
+    reading of each thread, less what it had used when sampling started."""
+
+    def __init__(self) -> None:
+        self.start = self._read()
+        self.peak: dict[int, float] = {}
+        self.names: dict[int, str] = {}
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, name="thread-clocks", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> dict[str, float]:
+        """CPU seconds of the run's thread, the busiest other thread, and all the others."""
+        self._done.set()
+        self._thread.join()
+        own = self._thread.native_id
+        used = {tid: cpu - self.start.get(tid, 0.0) for tid, cpu in self.peak.items() if tid != own}
+        run = [tid for tid, name in self.names.items() if name.startswith("scythe-run-")]
+        run_cpu = sum(used.get(tid, 0.0) for tid in run)
+        others = {tid: cpu for tid, cpu in used.items() if tid not in run}
+        busiest = max(others, key=lambda tid: others[tid], default=None)
+        return {
+            "run_thread_cpu_s": run_cpu,
+            "busiest_other_thread_cpu_s": others.get(busiest, 0.0) if busiest else 0.0,
+            "busiest_other_thread": self.names.get(busiest, "native") if busiest else "",
+            "other_threads_cpu_s": sum(others.values()),
+        }
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.05):
+            self.names.update({t.native_id: t.name for t in threading.enumerate() if t.native_id})
+            for tid, cpu in self._read().items():
+                self.peak[tid] = max(cpu, self.peak.get(tid, 0.0))
+
+    @staticmethod
+    def _read() -> dict[int, float]:
+        ticks = os.sysconf("SC_CLK_TCK")
+        found: dict[int, float] = {}
+        for entry in os.scandir("/proc/self/task"):
+            try:
+                with open(f"{entry.path}/stat", encoding="ascii") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:  # the thread ended
+                continue
+            found[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        return found
+
+
+def measure(n: int, workers: int) -> dict[str, float | str]:
     """One run of ``n`` no-op leaves on ``workers`` processes, in this (fresh) process."""
     frame = pd.DataFrame([inputs_of(i) for i in range(n)], columns=list(INPUTS))
     with tempfile.TemporaryDirectory() as scratch:
@@ -46,8 +103,10 @@ def measure(n: int, workers: int) -> dict[str, float]:
             frame, store=LocalStore(root=Path(scratch)), engine=LocalEngine(max_workers=workers)
         )
         allocated, cpu_allocated = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
+        clocks = ThreadClocks()
         run.wait(progress=False)
         ended, cpu_ended = time.perf_counter(), _cpu(resource.RUSAGE_SELF)
+        threads = clocks.stop()
         if run.status != "completed":
             raise RuntimeError(f"the run ended as {run.status}")
     children = _cpu(resource.RUSAGE_CHILDREN)
@@ -62,6 +121,9 @@ def measure(n: int, workers: int) -> dict[str, float]:
         "driver_us_per_leaf": driver_us,
         "workers_us_per_leaf": workers_us,
         "workers_one_driver_core_keeps_busy": workers_us / driver_us,
+        **threads,
+        "run_thread_us_per_leaf": 1e6 * float(threads["run_thread_cpu_s"]) / n,
+        "busiest_other_thread_us_per_leaf": 1e6 * float(threads["busiest_other_thread_cpu_s"]) / n,
     }
 
 
@@ -77,7 +139,10 @@ def main(argv: list[str] | None = None) -> None:
         f"{figures['allocate_s']:.2f} s, run {figures['run_s']:.2f} s; driver "
         f"{figures['driver_us_per_leaf']:.2f} us/leaf, workers "
         f"{figures['workers_us_per_leaf']:.2f} us/leaf: one driver core keeps about "
-        f"{figures['workers_one_driver_core_keeps_busy']:.1f} workers busy"
+        f"{figures['workers_one_driver_core_keeps_busy']:.1f} workers busy. By thread: the "
+        f"run's {figures['run_thread_us_per_leaf']:.2f} us/leaf, the busiest other "
+        f"({figures['busiest_other_thread']}) {figures['busiest_other_thread_us_per_leaf']:.2f} "
+        f"us/leaf, all others {figures['other_threads_cpu_s']:.2f} s"
     )
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -34,6 +34,7 @@ long run on S3 costs a GET of its manifest every 2 s rather than five a second (
 store's work and the YAML, several milliseconds of CPU that leaves sharing the cores lose)."""
 
 LONGEST_POLL_SECONDS = 2.0
+"""The longest pause between two looks, however long the wait has gone on."""
 
 
 class Watch:
