@@ -15,12 +15,16 @@ from hypothesis import strategies as st
 from scythe_oo.engines.local_dispatch import SPLIT_WAYS, TAIL_SECONDS, Rows, _parts, guided_batch
 
 
-def window_seconds(n: int, workers: int, per_leaf: float, min_batch_seconds: float) -> float:
+def window_seconds(
+    n: int, workers: int, per_leaf: float, min_batch_seconds: float
+) -> tuple[float, list[int]]:
     """How long ``n`` leaves of ``per_leaf`` seconds take on ``workers`` processes, cut by
-    ``guided_batch`` the way ``LocalDispatcher.run_leaves`` cuts them: two lanes per worker,
+    ``guided_batch`` the way ``LocalDispatcher.run_leaves`` cuts them (two lanes per worker,
     each taking the next batch as its last one returns, the pool's processes taking queued
-    batches first come, first served. Round trips are free here; only the cuts count."""
+    batches first come, first served), and the batch sizes in the order they were cut. Round
+    trips are free here; only the cuts count."""
     remaining, now, idle = n, 0.0, workers
+    sizes: list[int] = []
     queued: collections.deque[tuple[int, int]] = collections.deque()
     running: list[tuple[float, int]] = []
 
@@ -28,7 +32,10 @@ def window_seconds(n: int, workers: int, per_leaf: float, min_batch_seconds: flo
         nonlocal remaining
         if remaining > 0:
             size = guided_batch(remaining, workers, per_leaf, min_batch_seconds)
-            assert 1 <= size <= remaining
+            sizes.append(size)
+            if size < 1:  # the test fails on it rather than loop forever
+                remaining = 0
+                return
             remaining -= size
             queued.append((lane, size))
 
@@ -42,7 +49,7 @@ def window_seconds(n: int, workers: int, per_leaf: float, min_batch_seconds: flo
         now, lane = heapq.heappop(running)
         idle += 1
         take(lane)
-    return now
+    return now, sizes
 
 
 @settings(deadline=None)  # a window of single-leaf batches simulates 65,536 of them
@@ -61,7 +68,9 @@ def test_a_windows_batches_keep_every_worker_busy_to_its_end(
     ideal = n * per_leaf / workers
     smallest = min(math.ceil(min_batch_seconds / per_leaf), math.ceil(TAIL_SECONDS / per_leaf))
     slack = (2 * max(smallest, 1) + 1) * per_leaf
-    assert window_seconds(n, workers, per_leaf, min_batch_seconds) <= 1.1 * ideal + slack
+    seconds, sizes = window_seconds(n, workers, per_leaf, min_batch_seconds)
+    assert min(sizes) >= 1 and sum(sizes) == n  # every leaf handed out once, no empty batch
+    assert seconds <= 1.1 * ideal + slack
 
 
 @given(
