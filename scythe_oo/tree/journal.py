@@ -215,12 +215,13 @@ def _overlapping(
                 found.update((key, previous))
             if last > reach:
                 reach, previous = last, key
-        for written, index in node_written.values():
-            if written != generation or not index.size:
-                continue
-            for first, last, key in runs:
-                if np.any((index >= first) & (index <= last)):
-                    found.add(key)
+        written = [index for g, index in node_written.values() if g == generation]
+        if written:
+            leaves = np.sort(np.concatenate(written))
+            firsts, lasts = (np.array([run[i] for run in runs]) for i in (0, 1))
+            # a span holds a node-written leaf where some leaf lies between its ends
+            held = np.searchsorted(leaves, lasts, "right") > np.searchsorted(leaves, firsts)
+            found.update(key for (_, _, key), hit in zip(runs, held, strict=True) if hit)
     return found
 
 
@@ -255,7 +256,7 @@ class LeafMark:
 def leaf_mark(key: str) -> LeafMark | None:
     """The counts in a leaf-written batch's name; None for any other file."""
     folder, _, name = key.rpartition("/")
-    if not (name.startswith("g") and name.endswith(".pq")):
+    if not _is_batch(key):
         return None
     fields = name[:-3].split("-")
     if len(fields) not in (6, 8, 9) or fields[3] != LEAF_MARK:
