@@ -10,14 +10,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 import attrs
+import pandas as pd
 import pyarrow as pa
 import pytest
 from pydantic import Field
 
+from examples.building_energy.experiment import SimulateEnergy
+from examples.building_energy.sample import sample
 from scythe_oo import (
     Experiment,
     ExperimentInputSpec,
     ExperimentOutputSpec,
+    ExperimentRun,
     HatchetEngine,
     LeafContext,
     LocalEngine,
@@ -36,8 +40,10 @@ from tests.support.strategies import (
     Pair,
     PairInput,
     PairWithMean,
+    WholeMerge,
     WithMean,
 )
+from tests.test_example import comparable
 
 StartWorker = Callable[..., WorkerProcess]
 
@@ -86,6 +92,47 @@ def test_collector_class_attribute_is_used_and_survives_retry(tmp_path: Path) ->
     scalars = retried.results.scalars()
     assert (scalars["mean"] == scalars["total"] / 4.0).all()
     assert len(scalars) == 8  # spec 4 still fails: the flag is part of its spec
+
+
+def test_a_gathered_root_writes_the_tables_one_node_would(tmp_path: Path) -> None:
+    """The root merges its children straight into final/ (outputs first, index levels last,
+    pandas metadata; result_file_refs and a user dataframe too). A collector with a combine
+    of its own, which knows nothing of final/'s layout, still gets its tables copied there.
+    Either way final/ holds what a run that never split writes."""
+    specs = sample(30, seed=5)
+    store = LocalStore(tmp_path)
+    tree = RecursionPolicy(factor=4, max_depth=2)
+    engine = LocalEngine(max_workers=2, split_above=0)
+    whole = SimulateEnergy.allocate(specs, store=store, engine=LocalEngine(max_workers=2))
+    merged = SimulateEnergy.allocate(specs, store=store, engine=engine, recursion=tree)
+    own = SimulateEnergy.allocate(
+        specs, store=store, engine=engine, recursion=tree, collector=WholeMerge()
+    )
+    for run in (whole, merged, own):
+        run.wait(timeout=120)
+        account_for_everything(run, 30)
+
+    names = whole.results.list()
+    assert {"scalars", "failures", "result_file_refs", "monthly"} <= set(names)
+    for run in (merged, own):
+        assert run.results.list() == names
+        for name in names:
+            got, want = (comparable(r.results.dataframe(name)) for r in (run, whole))
+            if name == "leaf_stats":  # times differ from run to run; the layout may not
+                assert list(got.index) == list(want.index)
+                got, want = got.iloc[:0], want.iloc[:0]
+            pd.testing.assert_frame_equal(got, want)
+
+    def root_tables(run: ExperimentRun) -> list[str]:
+        folder = run.layout.node_output_prefix("root")
+        return sorted(
+            key.rsplit("/", 1)[1]
+            for key in store.list_keys(folder)
+            if key.rsplit("/", 1)[0] == folder and key.endswith(".pq")
+        )
+
+    assert root_tables(merged) == []  # merged into final/ once, never copied
+    assert "scalars.pq" in root_tables(own)  # its own merge, then finalize_run's copy
 
 
 def test_custom_recursion_shapes_the_tree(tmp_path: Path) -> None:

@@ -177,6 +177,37 @@ def test_a_missing_child_fails_and_writes_nothing(store: ArtifactStore) -> None:
     assert not store.exists("run/output/scalars.pq")
 
 
+@pytest.mark.parametrize("budget_rows", [5, 100_000])
+def test_a_reshaped_merge_writes_only_the_columns_it_names(
+    store: ArtifactStore, budget_rows: int
+) -> None:
+    """The root merges its children straight into final/'s layout: columns chosen and
+    reordered, metadata set, rows still in spec order."""
+    keys = store_children(store, grid_stride_children(300, factor=4))
+    seen: list[pa.Schema] = []
+
+    def reshape(schema: pa.Schema) -> pa.Schema:
+        seen.append(schema)
+        return pa.schema([schema.field("label"), schema.field("sort_index")], metadata={b"k": b"v"})
+
+    written = merge_sorted(store, keys, "final/scalars.pq", budget_rows, reshape)
+
+    merged = read_table(store, "final/scalars.pq")
+    assert written == merged.num_rows == 300
+    assert seen[0].names == ["sort_index", "x", "label"]  # shown the children's whole schema
+    assert merged.column_names == ["label", "sort_index"]
+    assert merged.schema.metadata == {b"k": b"v"}
+    assert merged.column("sort_index").to_pylist() == list(range(300))
+    assert merged.column("label").to_pylist() == [f"spec-{k}" for k in range(300)]
+
+
+def test_a_merge_its_reshape_leaves_out_writes_nothing(store: ArtifactStore) -> None:
+    keys = store_children(store, grid_stride_children(50, factor=3))
+
+    assert merge_sorted(store, keys, "final/refs.pq", reshape=lambda schema: None) is None
+    assert not store.exists("final/refs.pq")
+
+
 def test_copy_reorders_columns_and_sets_metadata(store: ArtifactStore) -> None:
     write_table(store, "src.pq", grid_stride_children(500, factor=1)[0])
 

@@ -23,7 +23,7 @@ from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.sampling import CHUNK_ROWS, MAX_GRID, sample_specs
 from scythe_oo.definition.schema import typed_column
 from scythe_oo.definition.spec import ExperimentInputSpec
-from scythe_oo.runfolder.tables import parquet_writer
+from scythe_oo.runfolder.tables import parquet_writer, stream_parquet
 from scythe_oo.storage.atomic import atomic_destination
 
 SPEC_COLUMN = "__spec__"
@@ -124,7 +124,7 @@ def read_sample_file(
     adapter = experiment.schema.spec_list
 
     def produce() -> Iterator[list[Any]]:
-        with pq.ParquetFile(path) as source:
+        with stream_parquet(path) as source:
             for batch in source.iter_batches(batch_size=chunk_size, columns=[SPEC_COLUMN]):
                 text = batch.column(0).to_pylist()
                 yield adapter.validate_json(f"[{','.join(text)}]")

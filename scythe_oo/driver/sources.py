@@ -18,7 +18,6 @@ from typing import Any
 import attrs
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from scythe_oo.definition.base import AnyExperiment
 from scythe_oo.definition.design import SpecChunks
@@ -26,6 +25,7 @@ from scythe_oo.definition.errors import SpecValidationError
 from scythe_oo.definition.spec import ExperimentInputSpec
 from scythe_oo.runfolder.spec_columns import column_fields, takes_columns
 from scythe_oo.runfolder.specs import ARROW_ERRORS
+from scythe_oo.runfolder.tables import stream_parquet
 
 CHUNK_ROWS = 4096
 """Specs validated and encoded per step: few enough that no copy of a large sweep is held."""
@@ -190,7 +190,7 @@ def _file_chunks(cls: AnyExperiment, path: Path, rows: int) -> Iterator[Chunk]:
         raise SpecValidationError(f"{cls.name}.allocate: the specs file {path} does not exist.")
     kind = SPEC_FILES[path.suffix.lower()]
     if kind == "parquet":
-        with pq.ParquetFile(path) as parquet:
+        with stream_parquet(path) as parquet:
             batches = parquet.iter_batches(batch_size=rows)
             yield from _arrow_chunks(cls, parquet.schema_arrow, batches)
     elif kind == "csv":

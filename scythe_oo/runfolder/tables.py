@@ -55,6 +55,16 @@ def parquet_options(schema: pa.Schema) -> dict[str, Any]:
     return {"compression": COMPRESSION, "use_dictionary": dictionary}
 
 
+def stream_parquet(path: Path) -> pq.ParquetFile:
+    """A Parquet file to read a batch at a time, holding about one row group at once.
+
+    pyarrow's default (``pre_buffer``) reads ahead every row group a batch iterator will
+    visit: merging ten children's tables of 10^6 rows each held 1.6 GB, where reading the row
+    groups as they come held 57 MB per table. Our files are on local disk by the time they
+    are read (remote ones are downloaded first), so read-ahead buys nothing."""
+    return pq.ParquetFile(path, pre_buffer=False)
+
+
 def write_parquet(table: pa.Table, where: Any) -> None:
     """``table`` to a path or a file object, written the way every table of ours is."""
     pq.write_table(table, where, **parquet_options(table.schema))
@@ -109,7 +119,7 @@ def open_parquets(store: ArtifactStore, keys: Sequence[str]) -> Iterator[list[pq
         for key, local in zip(keys, paths, strict=True):
             if local is None or not local.is_file():
                 raise ArtifactNotFoundError(f"no object at {store.uri(key)}")
-            files.append(stack.enter_context(pq.ParquetFile(local)))
+            files.append(stack.enter_context(stream_parquet(local)))
         yield files
 
 

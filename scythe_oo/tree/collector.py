@@ -7,8 +7,10 @@ Parquet files (scythe_oo.tree.gather), so no node holds its whole subtree's resu
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -24,7 +26,7 @@ from scythe_oo.definition.schema import (
 from scythe_oo.leaf.outcome_table import FILE, OUT
 from scythe_oo.runfolder.specs import index_names
 from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META, read_table
-from scythe_oo.tree.gather import merge_sorted
+from scythe_oo.tree.gather import Reshape, merge_sorted
 
 if TYPE_CHECKING:
     from scythe_oo.storage.base import ArtifactStore
@@ -49,6 +51,11 @@ LEAF_STATS_COLUMNS = {name: _COLUMN_TYPES[name] for name in LEAF_STATS_COLUMN_NA
 when it ended (for throughput over time); one row per spec, failed or not."""
 
 DATAFRAME_PREFIX = "df."
+
+MERGE_THREADS = 2
+"""Tables a node merges at once, at most. Each merge holds a row group of every child it
+reads (about 130 MiB for ten children of 10^6 no-op leaves' scalars), so this bounds the
+driver's memory as much as the time it saves."""
 
 
 @attrs.frozen
@@ -142,13 +149,40 @@ class ResultCollector:
         store: ArtifactStore,
         sources: Mapping[str, Sequence[str]],
         destinations: Mapping[str, str],
+        reshapes: Mapping[str, Reshape] | None = None,
     ) -> None:
         """Merge each table name's children (by key) into its destination, in sort_index order.
 
-        Streamed: at most ``merge_rows`` rows of a table are in memory at once.
+        Streamed: at most ``merge_rows`` rows of a table are in memory at once. ``reshapes``
+        (the root passes them) lay a table out as final/ keeps it, or leave it out.
+
+        The tables are merged side by side, MERGE_THREADS at a time: a merge is Parquet
+        decoding, sorting and encoding, which release the interpreter lock, and the root's
+        run after the last leaf, when nothing else is left to run. (At 10^7 no-op leaves on 2
+        cores, the root's merges took 27.7 s one after the other and 14 s two at a time.)
         """
-        for name, keys in sources.items():
-            merge_sorted(store, keys, destinations[name], budget_rows=self.merge_rows)
+        shapes = reshapes or {}
+
+        def merge(name: str) -> None:
+            merge_sorted(
+                store, sources[name], destinations[name], self.merge_rows, shapes.get(name)
+            )
+
+        names = list(sources)
+        if len(names) <= 1:
+            for name in names:
+                merge(name)
+            return
+        with ThreadPoolExecutor(
+            max_workers=min(len(names), MERGE_THREADS), thread_name_prefix="scythe-merge"
+        ) as pool:
+            list(pool.map(merge, names))  # waits for every merge; raises the first failure
+
+
+def takes_reshapes(collector: ResultCollector) -> bool:
+    """Whether ``collector.combine`` can write the root's tables in their final layout: an
+    override written before ``reshapes`` existed would refuse the argument."""
+    return "reshapes" in inspect.signature(collector.combine).parameters
 
 
 def _leaf_stats(outcomes: pa.Table) -> dict[str, Any]:

@@ -46,9 +46,13 @@ def final_shape(name: str, schema: pa.Schema, index: Sequence[str]) -> FinalShap
         return None  # the output schema has no file fields
     if name.startswith(DATAFRAME_PREFIX):
         levels = dataframe_index_levels(schema)
-        name = name[len(DATAFRAME_PREFIX) :]
     columns = [*(c for c in schema.names if c not in levels), *levels]
-    return FinalShape(name, columns, pandas_index_metadata(schema, levels))
+    return FinalShape(final_name(name), columns, pandas_index_metadata(schema, levels))
+
+
+def final_name(name: str) -> str:
+    """The name a node table has in final/: a user table's without its prefix."""
+    return name.removeprefix(DATAFRAME_PREFIX)
 
 
 def spec_index(schema: pa.Schema) -> list[str]:

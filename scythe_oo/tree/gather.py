@@ -10,7 +10,7 @@ way. Children are read by reference (their keys), never passed around as tables.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -21,6 +21,10 @@ from scythe_oo.runfolder.tables import conform, open_parquets, parquet_sink
 from scythe_oo.storage.base import ArtifactStore
 
 SORT_KEY = "sort_index"
+
+Reshape = Callable[[pa.Schema], pa.Schema | None]
+"""How a merged table is stored, given its children's unified schema: the columns to write (a
+selection of its fields, in order) and their metadata, or None to write nothing."""
 
 
 def unified_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
@@ -36,9 +40,13 @@ def unified_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
 class _Output:
     """Collects merged rows and writes them as row groups of a sensible size."""
 
-    def __init__(self, writer: pq.ParquetWriter, schema: pa.Schema, group_rows: int) -> None:
+    def __init__(
+        self, writer: pq.ParquetWriter, schema: pa.Schema, target: pa.Schema, group_rows: int
+    ) -> None:
         self.writer = writer
         self.schema = schema
+        self.target = target
+        self.reshaped = target is not schema
         self.group_rows = group_rows
         self.parts: list[pa.Table] = []
         self.rows = 0
@@ -53,7 +61,12 @@ class _Output:
 
     def flush(self) -> None:
         if self.parts:
-            self.writer.write_table(pa.concat_tables(self.parts).combine_chunks())
+            merged = pa.concat_tables(self.parts).combine_chunks()
+            if self.reshaped:
+                merged = merged.select(self.target.names).replace_schema_metadata(
+                    self.target.metadata
+                )
+            self.writer.write_table(merged)
             self.written += self.rows
         self.parts, self.rows = [], 0
 
@@ -64,19 +77,29 @@ def _batches(parquet: pq.ParquetFile, schema: pa.Schema, rows: int) -> Iterator[
 
 
 def merge_sorted(
-    store: ArtifactStore, sources: Sequence[str], dest: str, budget_rows: int = 65_536
-) -> int:
-    """Merge the tables at ``sources`` (each sorted by sort_index) into ``dest``; rows written.
+    store: ArtifactStore,
+    sources: Sequence[str],
+    dest: str,
+    budget_rows: int = 65_536,
+    reshape: Reshape | None = None,
+) -> int | None:
+    """Merge the tables at ``sources`` (each sorted by sort_index) into ``dest``; rows written
+    (None: ``reshape`` left the table out, and nothing was written).
 
     About ``budget_rows`` rows are held at once (at least 256 per source), and row groups are
     at most 1.5 times that. Tables without a sort_index column are appended in the order given.
+    ``reshape`` lets the root merge straight into final/'s layout: a copy afterwards would read
+    and write every row of a large sweep once more, after its last leaf.
     """
     with contextlib.ExitStack() as stack:
         files = stack.enter_context(open_parquets(store, sources))
         schema = unified_schema([f.schema_arrow for f in files])
-        writer = stack.enter_context(parquet_sink(store, dest, schema))
+        target = schema if reshape is None else reshape(schema)
+        if target is None:
+            return None
+        writer = stack.enter_context(parquet_sink(store, dest, target))
         per_source = max(256, budget_rows // max(1, len(files)))
-        output = _Output(writer, schema, group_rows=max(per_source, budget_rows // 2))
+        output = _Output(writer, schema, target, group_rows=max(per_source, budget_rows // 2))
         streams = [_batches(f, schema, per_source) for f in files]
         if SORT_KEY not in schema.names:
             for stream in streams:

@@ -10,13 +10,15 @@ import json
 from collections.abc import Sequence
 
 import attrs
+import pyarrow as pa
 
 from scythe_oo.definition.errors import ArtifactNotFoundError
 from scythe_oo.runfolder.layout import ROOT_NODE
-from scythe_oo.runfolder.tables import write_table
+from scythe_oo.runfolder.tables import open_parquet, write_table
 from scythe_oo.storage.base import ArtifactStore
-from scythe_oo.tree.collector import NodeTables
-from scythe_oo.tree.final import final_shape, spec_index
+from scythe_oo.tree.collector import NodeTables, takes_reshapes
+from scythe_oo.tree.final import final_name, final_shape, spec_index
+from scythe_oo.tree.gather import Reshape
 from scythe_oo.tree.job import NodeJob, NodeResult
 
 
@@ -61,8 +63,11 @@ def gather_tables(
     node), read by key, into the node's own; the counts add up."""
     names = sorted({name for r in parts for name in r.tables})
     sources = {name: [r.tables[name] for r in parts if name in r.tables] for name in names}
-    keys = {name: job.layout.node_output(job.node, name) for name in names}
-    job.collector.combine(store, sources, keys)
+    if job.node == ROOT_NODE and takes_reshapes(job.collector):
+        keys = _gather_final(store, job, sources)
+    else:  # a root whose combine takes no reshapes is copied into final/ by finalize_run
+        keys = {name: job.layout.node_output(job.node, name) for name in names}
+        job.collector.combine(store, sources, keys)
     return record_node(
         store,
         job,
@@ -71,6 +76,30 @@ def gather_tables(
         failed=sum(r.failed for r in parts),
         leaf_parent=leaf_parent,
     )
+
+
+def _gather_final(
+    store: ArtifactStore, job: NodeJob, sources: dict[str, list[str]]
+) -> dict[str, str]:
+    """Merge the root's parts straight into final/, each table in its final layout, so that
+    finalize_run has nothing left to copy; the keys written, by table name."""
+    with open_parquet(store, sources["failures"][0]) as failures:
+        index = spec_index(failures.schema_arrow)
+    left_out: set[str] = set()
+
+    def reshape(name: str) -> Reshape:
+        def final_schema(schema: pa.Schema) -> pa.Schema | None:
+            shape = final_shape(name, schema, index)
+            if shape is None:
+                left_out.add(name)
+                return None
+            return pa.schema([schema.field(c) for c in shape.columns], metadata=shape.metadata)
+
+        return final_schema
+
+    keys = {name: job.layout.final(final_name(name)) for name in sources}
+    job.collector.combine(store, sources, keys, {name: reshape(name) for name in sources})
+    return {name: key for name, key in keys.items() if name not in left_out}
 
 
 def record_node(

@@ -25,7 +25,7 @@ import pyarrow as pa
 from scythe_oo.runfolder.layout import ROOT_NODE
 from scythe_oo.runfolder.tables import StagedParquet, write_table
 from scythe_oo.storage.base import ArtifactStore
-from scythe_oo.tree.collector import NodeTables
+from scythe_oo.tree.collector import NodeTables, takes_reshapes
 from scythe_oo.tree.final import FinalShape, final_shape, spec_index
 from scythe_oo.tree.job import NodeJob, NodeResult
 from scythe_oo.tree.node_tables import record_node
@@ -100,7 +100,10 @@ class WindowTables:
         merges: dict[str, list[str]] = {}
         for name, table in self.tables.items():
             if table.parts:
-                keys[name] = self._output(name)  # the root's is copied into final/ later
+                # the parts are laid out as final/ keeps them already; a root whose combine
+                # takes no reshapes is copied into final/ by finalize_run
+                shape = table.shape if takes_reshapes(self.job.collector) else None
+                keys[name] = self.job.layout.final(shape.name) if shape else self._output(name)
                 merges[name] = list(table.parts)
             elif table.shape is not None:
                 keys[name] = table.staged.commit(self.job.layout.final(table.shape.name))

@@ -6,14 +6,18 @@ workers rebuild a strategy from its import path.
 
 from __future__ import annotations
 
+import io
 import math
+from collections.abc import Mapping, Sequence
 
 import attrs
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 from pydantic import Field
 
 from scythe_oo import (
+    ArtifactStore,
     Experiment,
     ExperimentInputSpec,
     ExperimentOutputSpec,
@@ -80,3 +84,24 @@ class NeverSplit(RecursionPolicy):
 
     def fan_out(self, depth: int, n_specs: int) -> int:
         return 0
+
+
+@attrs.frozen(kw_only=True)
+class WholeMerge(ResultCollector):
+    """Merges children with a ``combine`` of its own, as users wrote it before ``reshapes``:
+    each table read whole, concatenated and sorted. Its root tables reach final/ by copy."""
+
+    def combine(
+        self,
+        store: ArtifactStore,
+        sources: Mapping[str, Sequence[str]],
+        destinations: Mapping[str, str],
+    ) -> None:
+        for name, keys in sources.items():
+            parts = [pq.read_table(pa.BufferReader(store.get_bytes(key))) for key in keys]
+            table = pa.concat_tables(parts, promote_options="permissive")
+            if "sort_index" in table.column_names:
+                table = table.sort_by("sort_index")
+            buffer = io.BytesIO()
+            pq.write_table(table, buffer)
+            store.put_bytes(destinations[name], buffer.getvalue())
