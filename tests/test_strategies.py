@@ -135,6 +135,18 @@ def test_a_gathered_root_writes_the_tables_one_node_would(tmp_path: Path) -> Non
     assert "scalars.pq" in root_tables(own)  # its own merge, then finalize_run's copy
 
 
+def test_an_output_without_file_fields_keeps_no_file_refs_at_any_node(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    engine = LocalEngine(max_workers=2, split_above=0)
+    run = Pair.allocate(pairs(12), store=store, engine=engine, recursion=Chunked(chunk=4))
+    run.wait(timeout=120)
+
+    account_for_everything(run, 12)
+    tables = [key.rsplit("/", 1)[1] for key in store.list_keys(run.layout.root)]
+    assert tables.count("scalars.pq") == 4  # three children's and final/'s
+    assert "result_file_refs.pq" not in tables
+
+
 def test_custom_recursion_shapes_the_tree(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     run = Pair.allocate(

@@ -117,12 +117,15 @@ class ResultCollector:
 
         tables = {
             "scalars": _with_columns(good_index, columns(good, OUT, schema.scalar_outputs)),
-            "result_file_refs": _with_columns(good_index, columns(good, FILE, schema.file_outputs)),
             "failures": _with_columns(
                 bad_index, {name: bad.column(name) for name in FAILURE_COLUMNS}
             ),
             "leaf_stats": _with_columns(indexed, _leaf_stats(outcomes)),
         }
+        if schema.file_outputs:  # else it would only repeat the index, every node, every row
+            tables["result_file_refs"] = _with_columns(
+                good_index, columns(good, FILE, schema.file_outputs)
+            )
         frames = good.column("dataframes").to_pylist()
         named = [(row, json.loads(raw)) for row, raw in enumerate(frames) if raw]
         for name in sorted({name for _, keys in named for name in keys}):
@@ -137,7 +140,8 @@ class ResultCollector:
     def leaf_table(self, name: str, table: pa.Table) -> pa.Table:
         """Called for each table a base node builds from its leaves, before it is stored.
 
-        ``name`` is ``scalars``, ``result_file_refs``, ``failures`` or ``df.<user table>``;
+        ``name`` is ``scalars``, ``result_file_refs`` (when the output has file fields),
+        ``failures``, ``leaf_stats`` or ``df.<user table>``;
         the table holds the spec index columns, then the outputs. Return it unchanged (the
         default), or with columns added or changed: every node of a run must agree on the
         columns of a table. Rows must stay as they are, one per spec.
