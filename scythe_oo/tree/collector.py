@@ -10,7 +10,6 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -27,6 +26,7 @@ from scythe_oo.leaf.outcome_table import FILE, OUT
 from scythe_oo.runfolder.specs import index_names
 from scythe_oo.runfolder.tables import DATAFRAME_INDEX_META, read_table
 from scythe_oo.tree.gather import Reshape, merge_sorted
+from scythe_oo.tree.side_by_side import side_by_side
 
 if TYPE_CHECKING:
     from scythe_oo.storage.base import ArtifactStore
@@ -172,15 +172,7 @@ class ResultCollector:
                 store, sources[name], destinations[name], self.merge_rows, shapes.get(name)
             )
 
-        names = list(sources)
-        if len(names) <= 1:
-            for name in names:
-                merge(name)
-            return
-        with ThreadPoolExecutor(
-            max_workers=min(len(names), MERGE_THREADS), thread_name_prefix="scythe-merge"
-        ) as pool:
-            list(pool.map(merge, names))  # waits for every merge; raises the first failure
+        side_by_side(merge, list(sources), most=MERGE_THREADS, name="scythe-merge")
 
 
 def takes_reshapes(collector: ResultCollector) -> bool:

@@ -17,7 +17,6 @@ the parts are merged as children's tables are.
 from __future__ import annotations
 
 import contextlib
-from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 import pyarrow as pa
@@ -29,6 +28,7 @@ from scythe_oo.tree.collector import NodeTables, takes_reshapes
 from scythe_oo.tree.final import FinalShape, final_shape, spec_index
 from scythe_oo.tree.job import NodeJob, NodeResult
 from scythe_oo.tree.node_tables import record_node
+from scythe_oo.tree.side_by_side import side_by_side
 
 
 @attrs.define
@@ -126,13 +126,7 @@ class WindowTables:
 def _append_all(appends: list[tuple[StagedParquet, pa.Table]]) -> None:
     """Each table appended to its own file, the files side by side."""
     busy = [(staged, table) for staged, table in appends if table.num_rows]
-    if len(busy) <= 1:
-        for staged, table in busy:
-            staged.write(table)
-        return
-    with ThreadPoolExecutor(max_workers=len(busy), thread_name_prefix="scythe-tables") as pool:
-        # list() waits for every append and raises the first failure
-        list(pool.map(lambda pair: pair[0].write(pair[1]), busy))
+    side_by_side(lambda pair: pair[0].write(pair[1]), busy, most=len(busy), name="scythe-tables")
 
 
 def _shaped(table: pa.Table, shape: FinalShape | None) -> pa.Table:
