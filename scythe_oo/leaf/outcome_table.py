@@ -149,7 +149,7 @@ class OutcomeRecorder:
             pa.array(self.attempts, type=pa.int64()),
             pa.array(self.worker, type=pa.string()),
             pa.array(self.wall_time, type=pa.float64()),
-            pa.array([peak_rss_mib] * n, type=pa.float64()),
+            pa.repeat(pa.scalar(peak_rss_mib, pa.float64()), n),
             pa.array(self.finished_at, type=pa.float64()),
             pa.array(self.log_tail, type=pa.string()),
         ]

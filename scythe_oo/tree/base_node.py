@@ -15,6 +15,7 @@ import contextlib
 import itertools
 import json
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -143,7 +144,7 @@ async def _run_window(
     The window starts at row ``offset`` of the node's specs file; the leaves to run carry
     their row numbers (``ROW_COLUMN``), so that a dispatcher can name them without reading
     the file again."""
-    rows = pa.array(range(offset, offset + specs.num_rows), type=pa.int64())
+    rows = pa.array(np.arange(offset, offset + specs.num_rows, dtype=np.int64))
     numbered = specs.append_column(ROW_COLUMN, rows)
     keep, pending = await asyncio.to_thread(_split_window, numbered, settled, pinned)
     parts = [keep]
