@@ -27,7 +27,7 @@ from scythe_oo import (
     LocalStore,
     Timeouts,
 )
-from scythe_oo.leaf.deadline import LeafTimeoutError
+from scythe_oo.leaf.deadline import Deadline, LeafTimeoutError, disarm
 from tests.support.invariants import account_for_everything
 
 pytestmark = pytest.mark.timeout(300)
@@ -235,3 +235,30 @@ def test_a_leaf_that_dodges_its_timeout_still_fails_on_time(tmp_path: Path, how:
     assert failures["error_type"].tolist() == ["LeafTimeoutError"]
     assert "timeout of 1s" in failures["error_message"].iloc[0]
     assert run.results.scalars()["done"].tolist() == [0, 1, 3, 4, 5]
+
+
+@pytest.mark.timeout(120, method="thread")  # the deadline below owns SIGALRM meanwhile
+def test_one_deadline_serves_a_batch_of_leaves_one_after_another() -> None:
+    """A batch enters one Deadline per leaf (made once, for speed): an overrunning leaf is
+    interrupted at its own deadline, and the leaves around it neither inherit that deadline
+    nor are cut short by the timer it left armed."""
+    previous = signal.getsignal(signal.SIGALRM)
+    deadline = Deadline(0.3)
+    outcomes = []
+    try:
+        for sort_index, spin in enumerate([0.0, 5.0, 0.0, 0.1]):
+            deadline.sort_index = sort_index
+            started = time.monotonic()
+            try:
+                with deadline:
+                    while time.monotonic() - started < spin:
+                        pass
+                deadline.check()
+                outcomes.append("ok")
+            except LeafTimeoutError:
+                outcomes.append(f"timeout after {time.monotonic() - started:.1f}s")
+    finally:
+        disarm()
+        signal.signal(signal.SIGALRM, previous)
+    assert outcomes[0] == "ok" and outcomes[2:] == ["ok", "ok"], outcomes
+    assert outcomes[1].startswith("timeout") and outcomes[1] != "timeout after 5.0s", outcomes

@@ -58,10 +58,36 @@ class Checked(Experiment[CheckInput, PlainOut]):
         return out
 
 
-def _run(specs: list[CheckInput], tmp_path: Path) -> list[Any]:
+class FreeOut(ExperimentOutputSpec):
+    """PlainOut without its bound: the check then compares types only."""
+
+    y: float
+    n: int
+    tag: str
+
+
+class CheckedFree(Experiment[CheckInput, FreeOut]):
+    """``Checked`` for the output without bounds."""
+
+    name = "tcheck_free"
+    VALUES: ClassVar[dict[int, dict[str, Any]]] = {}
+
+    def run(self, spec: CheckInput, ctx: LeafContext) -> FreeOut:
+        values = self.VALUES[spec.sort_index]
+        if spec.how == "construct":
+            return FreeOut.model_construct(**values)
+        out = FreeOut(y=0.0, n=0, tag="")
+        for name, value in values.items():
+            setattr(out, name, value)
+        return out
+
+
+def _run(
+    specs: list[CheckInput], tmp_path: Path, cls: type[Checked] | type[CheckedFree] = Checked
+) -> list[Any]:
     run = RunContext(experiment_id=RUN_ID, store=LocalStore(root=tmp_path / "store"))
-    table = run_batch(Checked, specs, run, retries=0, worker_name="test")
-    return outcomes_of(Checked.schema, table)
+    table = run_batch(cls, specs, run, retries=0, worker_name="test")
+    return outcomes_of(cls.schema, table)
 
 
 values = st.fixed_dictionaries(
@@ -78,15 +104,19 @@ values = st.fixed_dictionaries(
     rows=st.lists(values, min_size=1, max_size=6),
     how=st.sampled_from(["mutate", "construct", "reuse"]),
 )
+@pytest.mark.parametrize("cls", [Checked, CheckedFree])
 def test_each_row_is_what_revalidation_makes_of_the_output(
-    rows: list[dict[str, Any]], how: str, tmp_path_factory: pytest.TempPathFactory
+    cls: type[Checked] | type[CheckedFree],
+    rows: list[dict[str, Any]],
+    how: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    Checked.VALUES = dict(enumerate(rows))
+    cls.VALUES = dict(enumerate(rows))
     specs = [CheckInput(how=how, sort_index=i) for i in range(len(rows))]  # type: ignore[arg-type]
-    outcomes = _run(specs, tmp_path_factory.mktemp("check"))
+    outcomes = _run(specs, tmp_path_factory.mktemp("check"), cls)
     for row, outcome in zip(rows, outcomes, strict=True):
         try:
-            expected = PlainOut.model_validate(row)
+            expected = cls.schema.output_type.model_validate(row)
         except ValidationError:
             assert not outcome.ok and outcome.error_type == "OutputValidationError"
             continue

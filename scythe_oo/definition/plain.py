@@ -161,7 +161,13 @@ def exactness(fields: tuple[PlainField, ...]) -> Callable[[Mapping[str, Any]], b
             return False
         return all(test(found[at], operand) for at, test, operand in bounded)
 
-    return holds
+    def typed(values: Mapping[str, Any]) -> bool:
+        try:
+            return tuple(map(type, fetch(values))) == kinds
+        except KeyError:
+            return False
+
+    return holds if bounded else typed
 
 
 def values_of(names: Sequence[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:

@@ -76,27 +76,30 @@ class Deadline:
     the running leaf's own deadline and either raises or re-arms for the time that is left.
     A leaf thus pays a clock read, and the timer is armed about once per timeout period. The
     handler is checked (and reinstalled if user code replaced it) whenever the timer is armed.
-    A class rather than a generator-based context manager, which costs a microsecond more.
+    A class rather than a generator-based context manager, which costs a microsecond more;
+    one per batch, entered once per leaf (``sort_index`` set before), for the same reason.
     """
 
-    __slots__ = ("due", "entry", "seconds", "sort_index")
+    __slots__ = ("due", "entry", "seconds", "signals", "sort_index")
 
     def __init__(self, seconds: float | None, sort_index: int = -1) -> None:
-        self.seconds = seconds
+        self.seconds = seconds if seconds is not None and seconds > 0 else None
         self.sort_index = sort_index
         self.entry: tuple[float, float] | None = None
         self.due: float | None = None
+        # Made in the thread that runs the batch; only the main thread receives signals.
+        self.signals = (
+            hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+        )
 
     def __enter__(self) -> None:
         seconds = self.seconds
-        if seconds is None or seconds <= 0:
+        if seconds is None:
             return
         due = self.due = time.monotonic() + seconds
         if _WATCH:
             _WATCH[0](self.sort_index, due)
-        if threading.current_thread() is not threading.main_thread() or not hasattr(
-            signal, "setitimer"
-        ):
+        if not self.signals:
             return  # no signals here: the check on the way out still holds
         entry = self.entry = (due, seconds)
         _RUNNING.append(entry)

@@ -135,6 +135,7 @@ class _Leaves:
             log_sink=log_sink,
         )
         # The default hooks do nothing for a schema without files: skip the calls.
+        self.deadline = Deadline(timeout_seconds)
         self.intact = _intact_test(self.schema.output_type)
         self.fetches = bool(self.schema.file_inputs) or _overrides(cls, "fetch_inputs")
         self.publishes = bool(self.schema.file_outputs) or _overrides(cls, "publish_outputs")
@@ -162,7 +163,8 @@ class _Leaves:
         started = time.perf_counter()
         try:
             experiment = self.experiment or self._instance()
-            deadline = Deadline(self.timeout, sort_index)
+            deadline = self.deadline
+            deadline.sort_index = sort_index
             with deadline:
                 given = spec if last else spec.model_copy()  # a retry gets the spec untouched
                 local_spec = experiment.fetch_inputs(given, ctx) if self.fetches else given
