@@ -28,6 +28,7 @@ from scythe_oo.driver.input_files import LocalFiles
 from scythe_oo.driver.sources import Chunk
 from scythe_oo.driver.spool import SpecSpool
 from scythe_oo.driver.validate import Features, Problems
+from scythe_oo.tree.gcpause import no_full_collections
 
 
 @attrs.frozen
@@ -76,7 +77,23 @@ def prepare_specs(
     the first ``helpers_after`` groups of ``group_rows`` specs on. A helper that does not
     answer for ``patience`` seconds (default: see PATIENCE_SECONDS) stops allocate with an
     error that says why, rather than leaving it waiting for good.
+
+    The caller's generator runs inside, with full collections held off
+    (``tree.gcpause.no_full_collections``): they cost more than a quarter of this pass.
     """
+    with no_full_collections():
+        return _prepare(cls, chunks, staging, processes, group_rows, helpers_after, patience)
+
+
+def _prepare(
+    cls: AnyExperiment,
+    chunks: Iterable[Chunk],
+    staging: Path,
+    processes: int | None,
+    group_rows: int,
+    helpers_after: int,
+    patience: float | None,
+) -> PreparedSpecs:
     problems = Problems(cls)
     files = LocalFiles(cls, staging / "files")
     features = Features(cls)

@@ -1,4 +1,4 @@
-"""Pausing the cyclic garbage collector around bulk object creation.
+"""Pausing the cyclic garbage collector, or its full collections, around bulk object creation.
 
 Building 10^5 small models triggers a full collection every few hundred allocations, and each
 one scans every object still alive: validating 20,000 specs took five times longer with the
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import threading
 from collections.abc import Iterator
 
 
@@ -23,3 +24,39 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was_enabled:
             gc.enable()
+
+
+HELD_OFF = 2**30
+"""The oldest generation's threshold while full collections are held off: never reached."""
+
+_HOLDERS = threading.Lock()
+_held: list[int] = []
+"""The oldest generation's threshold before the first holder came, once per holder."""
+
+
+@contextlib.contextmanager
+def no_full_collections() -> Iterator[None]:
+    """Hold off the collector's full (oldest-generation) collections for the block, while the
+    young generations are still collected as usual.
+
+    For code that must run the caller's own (a generator of specs, which may make cycles),
+    so the collector cannot simply be paused. Reading 10^6 specs from a generator, the
+    objects held a group at a time were promoted to the oldest generation so fast that a
+    full collection ran every 25,000 specs (41 in all), each scanning the whole heap and,
+    once helpers had been forked, writing to every page of it: 10.8-14.1 s to prepare them,
+    8.2-8.3 s without. Cycles that die young are still collected; one that reaches the
+    oldest generation waits for the first full collection after the block. Re-entrant and
+    thread-safe: the last holder to leave restores the threshold the first one found.
+    """
+    with _HOLDERS:
+        young, middle, oldest = gc.get_threshold()
+        _held.append(oldest if not _held else _held[0])
+        gc.set_threshold(young, middle, HELD_OFF)
+    try:
+        yield
+    finally:
+        with _HOLDERS:
+            first = _held.pop()
+            if not _held:
+                young, middle, _ = gc.get_threshold()
+                gc.set_threshold(young, middle, first)
