@@ -9,6 +9,7 @@ cyclic garbage still collected, and the threshold given back exactly, whoever ho
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import threading
 import weakref
 from collections.abc import Iterator
@@ -113,3 +114,20 @@ def test_threads_holding_and_leaving_in_any_order_give_the_threshold_back(
         assert gc.get_threshold() == (young, middle, oldest)
     finally:
         gc.set_threshold(young, middle, saved)
+
+
+def _report_threshold(sink: Any) -> None:
+    sink.send(gc.get_threshold())
+
+
+def test_a_process_forked_inside_the_hold_starts_with_full_collections_on() -> None:
+    fork = multiprocessing.get_context("fork")
+    ours, theirs = fork.Pipe()
+    before = gc.get_threshold()
+    with no_full_collections():
+        child = fork.Process(target=_report_threshold, args=(theirs,))
+        child.start()
+        seen = ours.recv() if ours.poll(60) else None
+        child.join(60)
+    assert seen == before
+    assert child.exitcode == 0

@@ -35,7 +35,7 @@ from scythe_oo.driver.sources import Chunk, ColumnChunk
 from scythe_oo.driver.validate import Features, Problems, fields_of, validate_chunk
 from scythe_oo.runfolder.spec_columns import encode_columns
 from scythe_oo.runfolder.specs import UnstorableValues, encode_chunk
-from scythe_oo.tree.gcpause import paused_gc
+from scythe_oo.tree.gcpause import no_full_collections, paused_gc
 
 Group = list[Chunk]
 """Consecutive chunks of specs, checked together."""
@@ -151,7 +151,10 @@ def _checked(check: ChunkCheck, group: Group, first: int) -> Checked:
 
 
 def _check_in_helper(token: str, payload: bytes, first: int) -> Checked:
-    return _checked(_CHECKS[token], pickle.loads(payload), first)
+    # As in the caller: a full collection would scan (and copy, page by page) the whole
+    # heap the helper was forked with.
+    with no_full_collections():
+        return _checked(_CHECKS[token], pickle.loads(payload), first)
 
 
 class HelperPool:

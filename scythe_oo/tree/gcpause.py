@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import os
 import threading
 from collections.abc import Iterator
 
@@ -46,7 +47,9 @@ def no_full_collections() -> Iterator[None]:
     once helpers had been forked, writing to every page of it: 10.8-14.1 s to prepare them,
     8.2-8.3 s without. Cycles that die young are still collected; one that reaches the
     oldest generation waits for the first full collection after the block. Re-entrant and
-    thread-safe: the last holder to leave restores the threshold the first one found.
+    thread-safe: the last holder to leave restores the threshold the first one found. A
+    process forked inside the block (a pool the caller's generator starts, say) starts with
+    that threshold too, not held off for its whole life.
     """
     with _HOLDERS:
         young, middle, oldest = gc.get_threshold()
@@ -60,3 +63,16 @@ def no_full_collections() -> Iterator[None]:
             if not _held:
                 young, middle, _ = gc.get_threshold()
                 gc.set_threshold(young, middle, first)
+
+
+def _release_in_child() -> None:
+    global _HOLDERS
+    _HOLDERS = threading.Lock()  # another thread may have held it at the fork
+    if _held:
+        young, middle, _ = gc.get_threshold()
+        gc.set_threshold(young, middle, _held[0])
+        _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_release_in_child)
