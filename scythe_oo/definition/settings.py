@@ -71,9 +71,9 @@ class Settings:
     declared stalled (failed, for resume() to continue). Unset: the leaves' execution and
     schedule timeouts plus five minutes, the longest a healthy run can go quiet."""
     prepare_processes: int | None = None
-    """SCYTHE_PREPARE_PROCESSES (default auto: one per CPU beside the caller's, at most 4,
-    none on one CPU or while the caller runs other threads): how many forked helpers check
-    and encode specs during allocate; 0 does it all in the caller's process."""
+    """SCYTHE_PREPARE_PROCESSES (default auto: one per CPU, at most 4, none on one CPU or
+    while the caller runs other threads): how many forked helpers check and encode specs
+    during allocate; 0 does it all in the caller's process."""
 
     def leaf_timeouts(self, timeouts: Timeouts) -> LeafTimeouts:
         """An experiment's timeouts with every unset part filled in from these settings."""

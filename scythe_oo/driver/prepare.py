@@ -47,13 +47,13 @@ few milliseconds for the round trip."""
 HELPERS_AFTER = 8
 """Groups checked in the caller's process before helpers start. Starting them costs the caller
 more than it saves on a sweep of 10^5 specs (forking a process of a few hundred MiB, then
-copying each page it writes). At 10^6 plain generator specs on 2 vCPUs, the caller's own
-generator is the limit: one helper took 7.3-8.0 s, two 7.5-8.9 s, none 7.2-8.4 s; a model
-whose validation costs more than building it gains more (``benchmarks/prepare.py``)."""
+copying each page it writes). Past it, what they save depends on the model: for a plain one,
+whose check costs less than building it, the caller's generator is the limit (10^6 such
+specs on 2 vCPUs: 7.2-8.4 s with none, 7.3-8.9 s with one or two; ``benchmarks/prepare.py``);
+for one whose validators cost more than the generator, they take that cost off the caller."""
 
 MAX_HELPERS = 4
-"""Helpers by default, however many CPUs: beyond a few, the caller's generator is the limit,
-and it needs a CPU of its own (so one helper on two CPUs)."""
+"""Helpers by default, however many CPUs: beyond a few, the caller's generator is the limit."""
 
 PATIENCE_SECONDS = 120.0
 PATIENCE_FACTOR = 50
@@ -75,10 +75,10 @@ def prepare_specs(
     """Check and encode every chunk; raise one SpecValidationError for every problem.
 
     ``processes`` forked helpers share the checking (default: SCYTHE_PREPARE_PROCESSES, else
-    one per CPU beside the caller's, up to MAX_HELPERS) where it is safe (see ``_helpers``),
-    from the group after the first ``helpers_after`` groups of ``group_rows`` specs on. A
-    helper that does not answer for ``patience`` seconds (default: see PATIENCE_SECONDS)
-    stops allocate with an error that says why, rather than leaving it waiting for good.
+    one per CPU up to MAX_HELPERS) where it is safe (see ``_helpers``), from the group after
+    the first ``helpers_after`` groups of ``group_rows`` specs on. A helper that does not
+    answer for ``patience`` seconds (default: see PATIENCE_SECONDS) stops allocate with an
+    error that says why, rather than leaving it waiting for good.
 
     The caller's generator runs inside, with full collections held off
     (``tree.gcpause.no_full_collections``): they cost more than a quarter of this pass.
@@ -150,7 +150,7 @@ def _helpers(cls: AnyExperiment, features: Features, processes: int | None) -> i
     if processes is None:
         alone = threading.active_count() == 1
         cpus = usable_cpus()
-        processes = min(cpus - 1, MAX_HELPERS) if cpus >= 2 and alone else 0
+        processes = min(cpus, MAX_HELPERS) if cpus >= 2 and alone else 0
     if not sys.platform.startswith("linux") or cls.schema.file_inputs or not features.constant:
         return 0
     return max(0, processes)
