@@ -2,14 +2,16 @@
 
 A generator of 10^6 specs ran 41 full collections (a quarter of allocate's checking pass), so
 ``prepare_specs`` holds them off; young collections go on, since the caller's code may make
-cycles. These tests hold the three promises: no full collection while specs are read, young
-cyclic garbage still collected, and the threshold given back exactly, whoever holds it.
+cycles. These tests hold its promises: no full collection while specs are read, young cyclic
+garbage still collected, the threshold given back exactly whoever holds it, and a process
+forked inside the hold not held for life.
 """
 
 from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import threading
 import weakref
 from collections.abc import Iterator
@@ -131,3 +133,28 @@ def test_a_process_forked_inside_the_hold_starts_with_full_collections_on() -> N
         child.join(60)
     assert seen == before
     assert child.exitcode == 0
+
+
+def test_a_bare_fork_inside_the_hold_leaves_the_block_cleanly() -> None:
+    """``os.fork`` inside the block: the child leaves the block too, and must neither fail
+    there nor keep full collections held off."""
+    read, write = os.pipe()
+    pid = -1
+    try:
+        with no_full_collections():
+            pid = os.fork()
+    except BaseException:
+        if pid == 0:
+            os._exit(3)  # the child must never return into pytest
+        raise
+    if pid == 0:
+        try:
+            os.write(write, repr(gc.get_threshold()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as answer:
+        seen = answer.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert seen == repr(gc.get_threshold())

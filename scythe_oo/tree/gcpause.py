@@ -48,8 +48,8 @@ def no_full_collections() -> Iterator[None]:
     8.2-8.3 s without. Cycles that die young are still collected; one that reaches the
     oldest generation waits for the first full collection after the block. Re-entrant and
     thread-safe: the last holder to leave restores the threshold the first one found. A
-    process forked inside the block (a pool the caller's generator starts, say) starts with
-    that threshold too, not held off for its whole life.
+    process forked inside the block (a pool the caller's generator starts, say) gets that
+    same threshold back at once, rather than living with full collections held off.
     """
     with _HOLDERS:
         young, middle, oldest = gc.get_threshold()
@@ -59,8 +59,9 @@ def no_full_collections() -> Iterator[None]:
         yield
     finally:
         with _HOLDERS:
-            first = _held.pop()
-            if not _held:
+            # Empty in a child forked inside the block (os.fork), given the threshold back then.
+            first = _held.pop() if _held else None
+            if first is not None and not _held:
                 young, middle, _ = gc.get_threshold()
                 gc.set_threshold(young, middle, first)
 
