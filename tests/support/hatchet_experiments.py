@@ -49,6 +49,15 @@ class Probe(Experiment[ProbeInput, ProbeOutput]):
         )
 
 
+class RowsProbe(Probe):
+    """The probe with batches sized for a minute: however long a busy machine makes its two
+    probe leaves look (wall time, scheduling delays included), the batches after them stay
+    well above INLINE_SPECS, so which ones travel as row runs follows from guided sizing alone."""
+
+    name = "probe_rows"
+    min_batch_seconds = 60.0
+
+
 class HighMemoryProbe(Probe):
     """The same probe, routed to workers labelled high_memory."""
 
