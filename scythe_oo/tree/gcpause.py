@@ -31,8 +31,10 @@ HELD_OFF = 2**30
 """The oldest generation's threshold while full collections are held off: never reached."""
 
 _HOLDERS = threading.Lock()
-_held: list[int] = []
-"""The oldest generation's threshold before the first holder came, once per holder."""
+_depth = 0
+"""How many blocks hold full collections off now."""
+_found = 0
+"""The oldest generation's threshold the first of them found."""
 
 
 @contextlib.contextmanager
@@ -51,28 +53,32 @@ def no_full_collections() -> Iterator[None]:
     process forked inside the block (a pool the caller's generator starts, say) gets that
     same threshold back at once, rather than living with full collections held off.
     """
+    global _depth, _found
     with _HOLDERS:
         young, middle, oldest = gc.get_threshold()
-        _held.append(oldest if not _held else _held[0])
+        if not _depth:
+            _found = oldest
+        _depth += 1
         gc.set_threshold(young, middle, HELD_OFF)
     try:
         yield
     finally:
         with _HOLDERS:
-            # Empty in a child forked inside the block (os.fork), given the threshold back then.
-            first = _held.pop() if _held else None
-            if first is not None and not _held:
-                young, middle, _ = gc.get_threshold()
-                gc.set_threshold(young, middle, first)
+            # Zero in a child forked inside the block (os.fork), given the threshold back then.
+            if _depth:
+                _depth -= 1
+                if not _depth:
+                    young, middle, _ = gc.get_threshold()
+                    gc.set_threshold(young, middle, _found)
 
 
 def _release_in_child() -> None:
-    global _HOLDERS
+    global _HOLDERS, _depth
     _HOLDERS = threading.Lock()  # another thread may have held it at the fork
-    if _held:
+    if _depth:
         young, middle, _ = gc.get_threshold()
-        gc.set_threshold(young, middle, _held[0])
-        _held.clear()
+        gc.set_threshold(young, middle, _found)
+        _depth = 0
 
 
 if hasattr(os, "register_at_fork"):
